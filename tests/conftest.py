@@ -1,0 +1,29 @@
+"""Test configuration.
+
+* Without CUDA, switch the Triton interpreter on *before anything imports triton*, so the
+  kernel tests run on the CPU (``TRITON_INTERPRET=1``).
+* ``gpu`` marker: tests that need CUDA; skipped cleanly without it.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
+    config.addinivalue_line("markers", "slow: long CPU tests (still part of the default run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

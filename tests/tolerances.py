@@ -1,0 +1,57 @@
+"""The one tolerance table of the test suite.
+
+Every comparison in tests/ reads its bound from here. Metric: relative L2 error
+``||ours - ref||_2 / max(||ref||_2, tiny)`` over the whole tensor (``rel_l2`` below), unless
+a row says otherwise.
+
+Why these numbers (fp32): ours and the official compute the same maths in fp32 but in a
+different order (fused kernels, other reductions, other matmul blocking), so each op adds
+rounding of order 1e-7 relative; across ~30 transformer blocks with random weights and
+LayerNorms this grows to ~1e-6..1e-5. The bound 1e-4 leaves 10x headroom over what we
+measure (NOTES.md records the measured errors) while still catching any real maths error,
+which gives errors of order 1e-2..1.
+
+Video tracking compounds errors through the memory bank frame after frame: 1e-4 on the first
+frame, 1e-3 after 12 frames (the issue's aim).
+
+bf16/fp16 rows are for kernel-level tests, where the rule is relative to torch's own error in
+the same dtype (flash-attention's test rule): kernel error vs an fp64 reference at most
+``KERNEL_ERR_FACTOR`` times torch's error in that dtype plus ``KERNEL_ATOL[dtype]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# (area, dtype) -> max relative L2 error
+REL_L2 = {
+    ("module", torch.float32): 1e-4,  # one module (encoder, decoder, prompt encoder)
+    ("image_predictor", torch.float32): 1e-4,  # end to end image predictor, logits
+    ("video_first_frame", torch.float32): 1e-4,
+    ("video_late_frame", torch.float32): 1e-3,  # after up to 12+ tracked frames
+}
+
+KERNEL_ERR_FACTOR = 2.0
+KERNEL_ATOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+
+
+def tol(area: str, dtype: torch.dtype = torch.float32) -> float:
+    """The bound for ``area`` in ``dtype`` (KeyError if the table has no such row)."""
+    return REL_L2[(area, dtype)]
+
+
+def rel_l2(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """Relative L2 error of ``ours`` against ``ref`` (both cast to float64)."""
+    ours = torch.as_tensor(ours).detach().double().cpu()
+    ref = torch.as_tensor(ref).detach().double().cpu()
+    assert ours.shape == ref.shape, f"shape mismatch {tuple(ours.shape)} vs {tuple(ref.shape)}"
+    den = ref.norm().item()
+    return (ours - ref).norm().item() / max(den, 1e-12)
+
+
+def assert_close_rel(ours, ref, area: str, dtype=torch.float32, what: str = "") -> float:
+    """Assert rel_l2(ours, ref) <= tol(area, dtype); returns the measured error."""
+    err = rel_l2(ours, ref)
+    bound = tol(area, dtype)
+    assert err <= bound, f"{what or area}: relative L2 error {err:.3e} > {bound:.1e}"
+    return err
