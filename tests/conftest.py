@@ -27,3 +27,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the largest measured parity error per (area, output) for NOTES.md."""
+    try:
+        from tolerances import MEASURED
+    except ImportError:
+        return
+    if not MEASURED:
+        return
+    terminalreporter.section("parity: max relative L2 error per output")
+    for (area, what), err in sorted(MEASURED.items()):
+        terminalreporter.write_line(f"{area:20s} {what:60s} {err:.2e}")

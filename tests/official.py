@@ -6,13 +6,8 @@
   torchvision is not needed.
 * ``build_official(name, image_size, video=False)`` builds the official model through its own
   Hydra builder (``apply_postprocessing=True`` overrides) and randomizes every tensor.
-* ``randomize_(model, seed)``: every parameter and buffer of the state dict drawn random and
-  non-zero, scaled so activations stay of order one:
-    - Linear / Conv / ConvTranspose weights: N(0, 1/fan_in)  (fan_in = in_ch * kernel area)
-    - other tensors with >= 2 dims (embeddings, tokens, position embeddings, memory
-      temporal encodings, the Fourier matrix): N(0, 1)
-    - 1-D ``*.weight`` / ``gamma`` (norm and layer-scale gains): U(0.5, 1.5)
-    - other 1-D tensors (biases, ``no_obj_ptr``, ...): N(0, 0.2^2)
+* ``randomize_(model, seed)`` (from :mod:`sam2_fast.checkpoint`, documented there): every
+  tensor of the state dict drawn random and non-zero, scaled so activations stay of order one.
 * ``save_checkpoint(model, directory)`` writes the official ``{"model": state_dict}`` ``.pt``
   and a ``.safetensors`` with the same keys.
 """
@@ -26,6 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sam2_fast.checkpoint import randomize_  # noqa: F401  (the one randomization, documented there)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -100,34 +97,6 @@ def _overrides(image_size: int):
         f"++model.memory_attention.layer.self_attention.feat_sizes=[{fs},{fs}]",
         f"++model.memory_attention.layer.cross_attention.feat_sizes=[{fs},{fs}]",
     ]
-
-
-@torch.no_grad()
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Draw every state-dict tensor of ``model`` at random (see the module docstring)."""
-    gen = torch.Generator().manual_seed(seed)
-    weight_fan_in = {}
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            w = mod.weight
-            if isinstance(mod, nn.ConvTranspose2d):
-                fan_in = w.shape[0]  # kernel == stride: each output sees in_ch inputs
-            else:
-                fan_in = w[0].numel()
-            weight_fan_in[f"{mod_name}.weight" if mod_name else "weight"] = fan_in
-    for name, t in model.state_dict(keep_vars=True).items():
-        if not t.is_floating_point():
-            continue
-        if name in weight_fan_in:
-            new = torch.randn(t.shape, generator=gen) / weight_fan_in[name] ** 0.5
-        elif t.dim() >= 2:
-            new = torch.randn(t.shape, generator=gen)
-        elif name.endswith(".weight") or name.endswith("gamma"):
-            new = 0.5 + torch.rand(t.shape, generator=gen)
-        else:
-            new = 0.2 * torch.randn(t.shape, generator=gen)
-        t.data.copy_(new.to(t.dtype))
-    return model
 
 
 def build_official(name: str, image_size: int = 1024, video: bool = False, seed: int = 0,

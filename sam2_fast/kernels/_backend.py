@@ -73,3 +73,116 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     # auto: Triton only on CUDA; under the interpreter on CPU 'auto' stays on torch
     # (the interpreter is for tests, which ask for backend='triton' explicitly).
     return "triton" if (triton_available() and device.type == "cuda") else "torch"
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the Triton kernel files (windowed_attention, rope_attention,
+# fpn_upsample_add). None of them imports triton at module import time of _backend.
+# ---------------------------------------------------------------------------------------------
+
+
+class _StubJIT:
+    """Stands in for a ``@triton.jit`` kernel when triton is not installed (never launched)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "kernel")
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __getitem__(self, grid):
+        raise RuntimeError(f"triton is not installed: cannot launch {self.__name__}")
+
+
+class _StubTriton:
+    """Minimal stand-in for the ``triton`` module so the kernel files import without it."""
+
+    @staticmethod
+    def jit(fn=None, **kwargs):
+        if fn is None:
+            return lambda f: _StubJIT(f)
+        return _StubJIT(fn)
+
+    @staticmethod
+    def cdiv(a, b):
+        return -(-a // b)
+
+
+class _StubTL:
+    """Minimal stand-in for ``triton.language`` (only what kernel signatures evaluate)."""
+
+    class constexpr:  # noqa: N801 - mirrors tl.constexpr
+        pass
+
+
+def import_triton():
+    """Return ``(triton, triton.language)``, or stand-ins when triton is not installed.
+
+    The stand-ins let ``@triton.jit`` kernel definitions be evaluated at import time; launching
+    one raises RuntimeError. Callers reach the kernels only when :func:`resolve_backend`
+    answered ``"triton"``, which needs triton installed.
+    """
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return _StubTriton(), _StubTL()
+    return triton, tl
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= max(n, 1)."""
+    n = max(int(n), 1)
+    return 1 << (n - 1).bit_length()
+
+
+def dot_upcast_needed(dtype: torch.dtype) -> bool:
+    """True when ``tl.dot`` operands of ``dtype`` must be upcast to fp32 before the dot.
+
+    The Triton interpreter returns wrong results from ``tl.dot`` on bf16 operands, so under
+    ``TRITON_INTERPRET=1`` bf16 tiles are upcast to fp32 (the compiled GPU path keeps bf16).
+    """
+    return dtype == torch.bfloat16 and interpreter_enabled()
+
+
+def dot_input_precision(dtype: torch.dtype) -> str:
+    """``input_precision`` for ``tl.dot`` on operands of ``dtype``.
+
+    fp32 operands use exact fp32 products (``"ieee"``) unless torch itself allows TF32 for
+    fp32 matmuls (``torch.get_float32_matmul_precision() != "highest"``), in which case
+    ``"tf32"`` (same trade as torch's own matmuls). 16-bit operands ignore it.
+    """
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
+        return "tf32"
+    return "ieee"
+
+
+@functools.lru_cache(maxsize=16)
+def _sm_count_cached(index: int) -> int:
+    return int(torch.cuda.get_device_properties(index).multi_processor_count)
+
+
+def sm_count(device: torch.device) -> int:
+    """Number of streaming multiprocessors of a CUDA ``device`` (cached); 1 elsewhere."""
+    if device.type != "cuda":
+        return 1
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _sm_count_cached(index)
+
+
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """Launch a ``@triton.jit`` kernel on ``grid`` (a tuple).
+
+    Kernels are called from inside ``torch.library.custom_op`` implementations, which only
+    ever see real tensors, so this is a plain launch; on CUDA it runs on the tensors'
+    device (``torch.cuda.device`` guard for multi-GPU machines).
+    """
+    dev = None
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            dev = a.device
+            break
+    if dev is not None and dev.type == "cuda":
+        with torch.cuda.device(dev):
+            kernel[grid](*args, **kwargs)
+    else:
+        kernel[grid](*args, **kwargs)

@@ -1,0 +1,22 @@
+"""sam2_fast: a Triton-kernel runtime for Meta's Segment Anything Model 2 (SAM 2 / SAM 2.1).
+
+Public API:
+    build_sam2, Sam2Model           -- load the official checkpoints (.pt / .safetensors)
+    Sam2ImagePredictor              -- drop-in for the official SAM2ImagePredictor
+    Sam2, Sam2ImagePrediction       -- one-object front door
+    CONFIGS, get_config, Sam2Config -- the 8 published configs
+"""
+
+from .api import Sam2, Sam2ImagePrediction
+from .build import build_sam2
+from .checkpoint import CheckpointError, load_state_dict, save_state_dict
+from .config import CONFIGS, Sam2Config, get_config
+from .model.sam2_model import Sam2Model
+from .predictors.image import PredictorStateError, Sam2ImagePredictor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONFIGS", "CheckpointError", "PredictorStateError", "Sam2", "Sam2Config", "Sam2ImagePrediction",
+    "Sam2ImagePredictor", "Sam2Model", "build_sam2", "get_config", "load_state_dict", "save_state_dict",
+]

@@ -1,0 +1,1 @@
+"""Video/frame input and output helpers."""

@@ -1,0 +1,199 @@
+"""Video frame loading for the video predictor: a folder of JPEG/PNG frames, an .mp4 (decoded
+with PyAV), or a list of HWC uint8 arrays, preprocessed as the official video loader does.
+
+Mirrors ``sam2.utils.misc.load_video_frames`` / ``_load_img_as_tensor`` of the official SAM 2:
+each frame is converted to RGB and resized to ``image_size x image_size`` with PIL's
+``Image.resize`` default filter (bicubic for RGB images in Pillow >= 7; not antialiased
+bilinear like the image predictor's torchvision resize), divided by 255 (float64, then stored as
+float32), then normalized with the ImageNet mean/std in float32.
+
+The official decodes .mp4 with decord, resizing inside the decoder; here PyAV decodes each frame
+to RGB at full resolution and the same PIL resize as for JPEG folders is applied, so an .mp4 and
+the JPEG folder extracted from it preprocess identically (up to JPEG compression).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sam2_fast.config import PIXEL_MEAN, PIXEL_STD
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+
+VideoSource = Union[str, os.PathLike, Sequence[np.ndarray]]
+
+
+def _preprocess_pil(img: Image.Image, image_size: int) -> torch.Tensor:
+    """PIL image -> (3, S, S) float32 in [0, 1] (official ``_load_img_as_tensor``)."""
+    arr = np.array(img.convert("RGB").resize((image_size, image_size)))
+    if arr.dtype != np.uint8:
+        raise RuntimeError(f"unexpected image dtype {arr.dtype} (expected 8-bit RGB)")
+    return torch.from_numpy(arr / 255.0).permute(2, 0, 1).float()
+
+
+def _frame_sort_key(path: str):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    try:
+        return (0, int(stem), "")
+    except ValueError:
+        # not a pure number: sort by the last number in the name, then by name
+        nums = re.findall(r"\d+", stem)
+        return (1, int(nums[-1]) if nums else -1, stem)
+
+
+def list_frame_files(folder: Union[str, os.PathLike]) -> List[str]:
+    """Image files of a frame folder, sorted by the numeric stem (``00012.jpg`` -> 12) like the
+    official (names that are not numbers sort after, by their last number then name).
+
+    Raises:
+        ValueError: ``folder`` is not a directory, or holds no .jpg/.jpeg/.png file.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"video frame folder {folder!r} does not exist or is not a directory")
+    names = [n for n in os.listdir(folder) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+    if not names:
+        raise ValueError(f"no JPEG/PNG frames found in video folder {folder!r}")
+    paths = [os.path.join(folder, n) for n in names]
+    paths.sort(key=_frame_sort_key)
+    return paths
+
+
+def _normalize(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(PIXEL_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(PIXEL_STD, dtype=torch.float32)[:, None, None]
+    images -= mean
+    images /= std
+    return images
+
+
+def load_image_frame(path: Union[str, os.PathLike], image_size: int) -> Tuple[torch.Tensor, int, int]:
+    """One frame file -> ((3, S, S) float32 normalized, height, width) of the original.
+
+    Raises:
+        RuntimeError: the file cannot be read or decoded as an image.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            w, h = img.size
+            x = _preprocess_pil(img, image_size)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise RuntimeError(f"cannot read video frame {os.fspath(path)!r}: {e}") from e
+    return _normalize(x[None])[0], h, w
+
+
+def _load_folder(folder, image_size: int) -> Tuple[torch.Tensor, int, int]:
+    paths = list_frame_files(folder)
+    images = torch.empty(len(paths), 3, image_size, image_size, dtype=torch.float32)
+    size = None
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as img:
+                img.load()
+                if size is None:
+                    size = img.size
+                images[i] = _preprocess_pil(img, image_size)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise RuntimeError(f"cannot read video frame {p!r}: {e}") from e
+    w, h = size
+    return _normalize(images), h, w
+
+
+def _load_video_file(path, image_size: int) -> Tuple[torch.Tensor, int, int]:
+    try:
+        import av
+    except ImportError as e:  # pragma: no cover - av is a dependency
+        raise RuntimeError("decoding video files needs PyAV (pip install av)") from e
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"video file {path!r} does not exist")
+    frames: List[torch.Tensor] = []
+    size = None
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise RuntimeError(f"{path!r} has no video stream")
+            for frame in container.decode(video=0):
+                img = frame.to_image()
+                if size is None:
+                    size = img.size
+                frames.append(_preprocess_pil(img, image_size))
+    except RuntimeError:
+        raise
+    except Exception as e:  # av.error.* (InvalidDataError, ...) and OSError
+        raise RuntimeError(f"cannot decode video file {path!r}: {e}") from e
+    if not frames:
+        raise RuntimeError(f"video file {path!r} decoded to no frames")
+    w, h = size
+    return _normalize(torch.stack(frames)), h, w
+
+
+def _load_array_list(frames: Sequence[np.ndarray], image_size: int) -> Tuple[torch.Tensor, int, int]:
+    if len(frames) == 0:
+        raise ValueError("the list of video frames is empty")
+    images = torch.empty(len(frames), 3, image_size, image_size, dtype=torch.float32)
+    hw = None
+    for i, f in enumerate(frames):
+        a = f.detach().cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise ValueError(
+                f"video frame {i} must be an HxWx3 uint8 RGB array, got shape {a.shape} "
+                f"dtype {a.dtype}"
+            )
+        if hw is None:
+            hw = a.shape[:2]
+        elif a.shape[:2] != hw:
+            raise ValueError(f"video frame {i} has size {a.shape[:2]}, frame 0 has {hw}")
+        images[i] = _preprocess_pil(Image.fromarray(a), image_size)
+    return _normalize(images), int(hw[0]), int(hw[1])
+
+
+def load_video_frames(video: VideoSource, image_size: int) -> Tuple[torch.Tensor, int, int]:
+    """Load and preprocess all frames of a video (official ``load_video_frames`` maths).
+
+    Args:
+        video: a folder of frames named by number (``00000.jpg`` ...; .jpg/.jpeg/.png), a
+            video file (.mp4 and other containers PyAV/FFmpeg decode), or a sequence of
+            (H, W, 3) uint8 RGB arrays (numpy or CPU tensors), all the same size.
+        image_size: the model's input side S (pixels).
+
+    Returns:
+        (images (N, 3, S, S) float32 on the CPU, ImageNet-normalized; video height; video
+        width), the height/width of the original frames in pixels.
+
+    Raises:
+        ValueError: missing path, folder without frames, empty list, frames of the wrong
+            shape/dtype or of differing sizes, unsupported path type.
+        RuntimeError: a frame or video file that cannot be read/decoded.
+    """
+    if not isinstance(image_size, int) or image_size <= 0:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if isinstance(video, (str, os.PathLike)):
+        p = Path(video)
+        if p.is_dir():
+            return _load_folder(p, image_size)
+        if p.suffix.lower() in VIDEO_EXTENSIONS or p.is_file():
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                raise ValueError(f"{str(p)!r} is a single image; pass the folder of frames")
+            return _load_video_file(p, image_size)
+        raise ValueError(f"video path {str(p)!r} does not exist")
+    if isinstance(video, (list, tuple)):
+        return _load_array_list(video, image_size)
+    if isinstance(video, np.ndarray) and video.ndim == 4:
+        return _load_array_list(list(video), image_size)
+    raise ValueError(
+        "video must be a frame folder, a video file path, or a list of HxWx3 uint8 arrays; "
+        f"got {type(video).__name__}"
+    )
+
+
+__all__ = ["load_video_frames", "load_image_frame", "list_frame_files"]

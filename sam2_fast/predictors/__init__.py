@@ -1,0 +1,1 @@
+"""Front doors: the official-API predictors."""

@@ -1,0 +1,281 @@
+"""``Sam2ImagePredictor``: a drop-in for the official ``sam2.sam2_image_predictor.SAM2ImagePredictor``.
+
+Compute an image embedding once with :meth:`set_image`, then predict masks for any number of
+point / box / mask prompts with :meth:`predict`. Same preprocessing, coordinate handling,
+outputs and defaults as the official predictor built with ``apply_postprocessing=True``;
+feature sizes follow the model's ``image_size`` (the official hard-codes 1024 px, upstream #138),
+and bad input raises a ValueError naming the argument.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..model.sam2_model import Sam2Model
+from .transforms import as_rgb_uint8, postprocess_masks, preprocess_image
+
+VALID_LABELS = (-1, 0, 1, 2, 3)
+
+
+class PredictorStateError(RuntimeError, ValueError):
+    """The predictor is not in a state that allows the call (e.g. predict before set_image).
+    A RuntimeError like the official's, and a ValueError."""
+
+
+def _as_float_array(x, name: str) -> np.ndarray:
+    try:
+        arr = np.array(x, dtype=np.float64, copy=True)  # never alias the caller's prompt
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric array-like, got {type(x).__name__}: {e}") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+class Sam2ImagePredictor:
+    """Image segmentation from prompts with a :class:`Sam2Model`.
+
+    Args:
+        model: the SAM 2 model (any dtype/device; inputs follow it).
+        mask_threshold: logit threshold for binary masks (0.0).
+        max_hole_area, max_sprinkle_area: accepted for signature compatibility; only 0 (the
+            official default: no post-processing) is supported, anything else raises ValueError.
+    """
+
+    def __init__(self, model: Sam2Model, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
+                 max_sprinkle_area: float = 0.0, **kwargs) -> None:
+        if max_hole_area or max_sprinkle_area:
+            raise ValueError("max_hole_area / max_sprinkle_area post-processing is not supported; use 0")
+        self.model = model
+        self.mask_threshold = float(mask_threshold)
+        fs = model.config.feat_size
+        self._bb_feat_sizes = [(4 * fs, 4 * fs), (2 * fs, 2 * fs), (fs, fs)]
+        self.reset_predictor()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_predictor(self) -> None:
+        """Forget the current image(s) and embeddings."""
+        self._is_image_set = False
+        self._features = None
+        self._orig_hw: Optional[List[Tuple[int, int]]] = None
+        self._is_batch = False
+        self.last_object_score_logits: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ embeddings
+    @torch.no_grad()
+    def _embed(self, images: Sequence[np.ndarray]) -> None:
+        m = self.model
+        batch = torch.cat([preprocess_image(im, m.image_size, m.device, m.dtype) for im in images], dim=0)
+        backbone_out = m.forward_image(batch)
+        _, vision_feats, _, _ = m._prepare_backbone_features(backbone_out)
+        if m.config.directly_add_no_mem_embed:
+            vision_feats[-1] = vision_feats[-1] + m.no_mem_embed
+        b = batch.shape[0]
+        feats = [f.permute(1, 2, 0).reshape(b, -1, *hw) for f, hw in zip(vision_feats, self._bb_feat_sizes)]
+        self._features = {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
+        self._orig_hw = [tuple(im.shape[:2]) for im in images]
+        self._is_image_set = True
+
+    def set_image(self, image) -> None:
+        """Compute the embedding of one image.
+
+        Args:
+            image: (H, W, 3) uint8 RGB ndarray or a PIL RGB image, any size (pixels).
+
+        Raises:
+            ValueError: wrong type, rank, dtype or channel count.
+        """
+        arr = as_rgb_uint8(image, "image")
+        self.reset_predictor()
+        self._embed([arr])
+
+    def set_image_batch(self, image_list: List[np.ndarray]) -> None:
+        """Compute the embeddings of several images (each (H_i, W_i, 3) uint8 RGB) for
+        :meth:`predict_batch`. Raises ValueError for a non-list, an empty list or a bad image."""
+        if not isinstance(image_list, (list, tuple)) or len(image_list) == 0:
+            raise ValueError("image_list must be a non-empty list of (H, W, 3) uint8 arrays")
+        arrs = [as_rgb_uint8(im, f"image_list[{i}]") for i, im in enumerate(image_list)]
+        self.reset_predictor()
+        self._embed(arrs)
+        self._is_batch = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The (B, 256, S/16, S/16) embedding of the current image(s) (no_mem_embed added).
+        Raises PredictorStateError before set_image."""
+        if not self._is_image_set:
+            raise PredictorStateError("An image must be set with .set_image(...) to generate an embedding.")
+        return self._features["image_embed"]
+
+    # ------------------------------------------------------------------ prompts
+    def _prep_prompts(self, point_coords, point_labels, box, mask_input, normalize_coords, img_idx):
+        """Validate prompts and move them to the model input frame (pixels of the S x S input).
+
+        Returns (mask_input (B, 1, 4h, 4w) | None, coords (B, N, 2) | None, labels (B, N) | None,
+        box (B, 2, 2) | None)."""
+        h, w = self._orig_hw[img_idx]
+        limit = (w, h) if normalize_coords else (1.0, 1.0)
+        unit = "pixels" if normalize_coords else "normalized coordinates"
+        dev = self.device
+        coords_t = labels_t = box_t = mask_t = None
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        if point_coords is not None:
+            pc = _as_float_array(point_coords, "point_coords")
+            pl = np.array(point_labels, copy=True)
+            if pc.ndim not in (2, 3) or pc.shape[-1] != 2:
+                raise ValueError(f"point_coords must be (N, 2) or (B, N, 2) x, y; got shape {pc.shape}")
+            if pl.shape != pc.shape[:-1]:
+                raise ValueError(f"point_labels must have shape {pc.shape[:-1]} to match point_coords "
+                                 f"{pc.shape}; got {pl.shape}")
+            if pc.shape[-2] == 0:
+                raise ValueError("point_coords is empty; pass None for no points")
+            if not np.issubdtype(pl.dtype, np.integer) and not np.all(np.equal(np.mod(pl, 1), 0)):
+                raise ValueError(f"point_labels must be integers in {VALID_LABELS}")
+            bad = ~np.isin(pl, VALID_LABELS)
+            if bad.any():
+                raise ValueError(f"point_labels must be in {VALID_LABELS}; got {np.unique(pl[bad]).tolist()}")
+            real = pl != -1
+            x, y = pc[..., 0][real], pc[..., 1][real]
+            if (x < 0).any() or (y < 0).any() or (x > limit[0]).any() or (y > limit[1]).any():
+                raise ValueError(f"point_coords outside the image: x must be in [0, {limit[0]}] and y in "
+                                 f"[0, {limit[1]}] ({unit}); got x in [{x.min()}, {x.max()}], "
+                                 f"y in [{y.min()}, {y.max()}]")
+            coords_t = self._to_input_frame(torch.tensor(pc, dtype=torch.float32, device=dev), limit)
+            labels_t = torch.tensor(pl.astype(np.int64), dtype=torch.int32, device=dev)
+            if coords_t.dim() == 2:
+                coords_t, labels_t = coords_t[None], labels_t[None]
+        if box is not None:
+            bx = _as_float_array(box, "box")
+            if bx.shape == (4,):
+                bx = bx[None]
+            if bx.ndim != 2 or bx.shape[1] != 4:
+                raise ValueError(f"box must be (4,) or (B, 4) as x0, y0, x1, y1; got shape {bx.shape}")
+            if (bx[:, 2] < bx[:, 0]).any() or (bx[:, 3] < bx[:, 1]).any():
+                raise ValueError(f"box must have x1 >= x0 and y1 >= y0 (x0, y0, x1, y1); got {bx.tolist()}")
+            if (bx < 0).any() or (bx[:, [0, 2]] > limit[0]).any() or (bx[:, [1, 3]] > limit[1]).any():
+                raise ValueError(f"box outside the image: x in [0, {limit[0]}], y in [0, {limit[1]}] ({unit}); "
+                                 f"got {bx.tolist()}")
+            box_t = self._to_input_frame(torch.tensor(bx, dtype=torch.float32, device=dev).reshape(-1, 2, 2), limit)
+            if coords_t is not None and coords_t.shape[0] != box_t.shape[0]:
+                raise ValueError(f"{box_t.shape[0]} boxes but {coords_t.shape[0]} point batches; they must match")
+        if mask_input is not None:
+            mi = _as_float_array(mask_input, "mask_input")
+            want = self.model.sam_prompt_encoder.mask_input_size
+            if mi.ndim == 3:
+                mi = mi[None]
+            if mi.ndim != 4 or mi.shape[1] != 1 or tuple(mi.shape[-2:]) != tuple(want):
+                raise ValueError(f"mask_input must be (1, {want[0]}, {want[1]}) or (B, 1, {want[0]}, {want[1]}) "
+                                 f"low-res logits; got shape {np.shape(mask_input)}")
+            mask_t = torch.tensor(mi, dtype=torch.float32, device=dev)
+        return mask_t, coords_t, labels_t, box_t
+
+    def _to_input_frame(self, coords: torch.Tensor, limit: Tuple[float, float]) -> torch.Tensor:
+        """(..., 2) x, y in [0, W] x [0, H] (or [0, 1]) -> pixels of the S x S model input,
+        in the official order of operations (divide, then multiply; fp32)."""
+        coords = coords.clone()
+        coords[..., 0] = coords[..., 0] / limit[0]
+        coords[..., 1] = coords[..., 1] / limit[1]
+        return coords * self.model.image_size
+
+    @torch.no_grad()
+    def _predict(self, point_coords, point_labels, boxes=None, mask_input=None,
+                 multimask_output=True, return_logits=False, img_idx=-1):
+        """Prompts already in the model input frame (see :meth:`_prep_prompts`) -> (masks
+        (B, C, H, W) bool or logits, iou (B, C), low-res logits (B, C, 4h, 4w) clamped to
+        [-32, 32]); also stores the object-score logits in ``last_object_score_logits``."""
+        m = self.model
+        points = None if point_coords is None else (point_coords, point_labels)
+        if boxes is not None:
+            box_labels = torch.tensor([[2, 3]], dtype=torch.int32, device=boxes.device).repeat(boxes.shape[0], 1)
+            if points is not None:
+                points = (torch.cat([boxes, points[0]], dim=1), torch.cat([box_labels, points[1]], dim=1))
+            else:
+                points = (boxes, box_labels)
+        if mask_input is not None:
+            mask_input = mask_input.to(m.dtype)
+        if points is not None:
+            points = (points[0].to(m.dtype), points[1])
+        sparse, dense = m.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        sparse, dense = sparse.to(m.dtype), dense.to(m.dtype)
+        batched = points is not None and points[0].shape[0] > 1
+        if mask_input is not None and mask_input.shape[0] > 1:
+            batched = True
+        high_res = [f[img_idx].unsqueeze(0) for f in self._features["high_res_feats"]]
+        low_res, iou, _, obj_scores = m.sam_mask_decoder(
+            image_embeddings=self._features["image_embed"][img_idx].unsqueeze(0),
+            image_pe=m.sam_prompt_encoder.get_dense_pe().to(m.dtype),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+            multimask_output=multimask_output, repeat_image=batched, high_res_features=high_res)
+        masks = postprocess_masks(low_res, self._orig_hw[img_idx])
+        low_res = torch.clamp(low_res.float(), -32.0, 32.0)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        self.last_object_score_logits = obj_scores.float()
+        return masks, iou.float(), low_res
+
+    def predict(self, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
+                box: Optional[np.ndarray] = None, mask_input: Optional[np.ndarray] = None,
+                multimask_output: bool = True, return_logits: bool = False,
+                normalize_coords: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for prompts on the current image.
+
+        Args:
+            point_coords: (N, 2) or (B, N, 2) x, y in pixels of the original image
+                (``normalize_coords=True``) or in [0, 1] (``normalize_coords=False``).
+            point_labels: (N,) or (B, N) ints: 1 foreground, 0 background, -1 padding,
+                2/3 box corners.
+            box: (4,) or (B, 4) x0, y0, x1, y1 (same units as the points).
+            mask_input: (1, 4h, 4w) or (B, 1, 4h, 4w) low-res logits from a previous call
+                (256 x 256 at 1024 px).
+            multimask_output: 3 masks instead of 1 (single output uses dynamic multimask via
+                stability).
+            return_logits: float logits instead of bool masks.
+
+        Returns:
+            masks (C, H, W) bool (or float32 logits), iou_predictions (C,) float32,
+            low_res_masks (C, 4h, 4w) float32 logits; with B > 1 prompts a leading B dim.
+
+        Raises:
+            PredictorStateError: no image set (also a RuntimeError like the official's).
+            ValueError: a malformed prompt (the message names the argument).
+        """
+        if not self._is_image_set:
+            raise PredictorStateError("An image must be set with .set_image(...) before mask prediction.")
+        if self._is_batch:
+            raise PredictorStateError("a batch of images is set; use predict_batch(...)")
+        mask_t, coords, labels, box_t = self._prep_prompts(point_coords, point_labels, box, mask_input,
+                                                           normalize_coords, 0)
+        masks, iou, low = self._predict(coords, labels, box_t, mask_t, multimask_output, return_logits, img_idx=0)
+        return (masks.squeeze(0).cpu().numpy(), iou.squeeze(0).cpu().numpy(), low.squeeze(0).cpu().numpy())
+
+    def predict_batch(self, point_coords_batch=None, point_labels_batch=None, box_batch=None,
+                      mask_input_batch=None, multimask_output: bool = True, return_logits: bool = False,
+                      normalize_coords: bool = True):
+        """:meth:`predict` for each image of :meth:`set_image_batch`; each ``*_batch`` is a list
+        with one entry per image (or None). Returns three lists (masks, ious, low-res logits).
+        Raises PredictorStateError without a batch set, ValueError for lists of the wrong length."""
+        if not self._is_image_set or not self._is_batch:
+            raise PredictorStateError("a batch of images must be set with .set_image_batch(...) first")
+        n = len(self._orig_hw)
+        for name, lst in (("point_coords_batch", point_coords_batch), ("point_labels_batch", point_labels_batch),
+                          ("box_batch", box_batch), ("mask_input_batch", mask_input_batch)):
+            if lst is not None and len(lst) != n:
+                raise ValueError(f"{name} has {len(lst)} entries for {n} images")
+        out_m, out_i, out_l = [], [], []
+        for i in range(n):
+            pick = lambda lst: None if lst is None else lst[i]  # noqa: E731
+            mask_t, coords, labels, box_t = self._prep_prompts(pick(point_coords_batch), pick(point_labels_batch),
+                                                               pick(box_batch), pick(mask_input_batch),
+                                                               normalize_coords, i)
+            masks, iou, low = self._predict(coords, labels, box_t, mask_t, multimask_output, return_logits, img_idx=i)
+            out_m.append(masks.squeeze(0).cpu().numpy())
+            out_i.append(iou.squeeze(0).cpu().numpy())
+            out_l.append(low.squeeze(0).cpu().numpy())
+        return out_m, out_i, out_l

@@ -1,0 +1,770 @@
+"""Drop-in video predictor with the official (12/2024) ``SAM2VideoPredictor`` API and semantics.
+
+Mirrors ``sam2.sam2_video_predictor.SAM2VideoPredictor`` of the official ``sam2==1.1.0``: an
+inference state dict per video, prompts (points, boxes, masks) per frame and object, objects
+tracked independently (each with its own memory bank), objects addable after tracking started,
+correction clicks on tracked frames, propagation forwards or backwards.
+
+Differences from the official, all on purpose:
+
+* Composition: ``Sam2VideoPredictor(model)`` wraps a :class:`sam2_fast.model.sam2_model.Sam2Model`
+  instead of subclassing it.
+* Memories stay in the model's dtype (the official casts them to bf16 and then fails in fp32,
+  upstream #308); ``memory_dtype=torch.bfloat16`` keeps the official's storage explicitly.
+* Hole filling (``fill_hole_area``) is done with a torch connected-components labelling
+  (8-connectivity, as the official CUDA extension), so it works on every device (the official
+  silently skips it without its extension, #243).
+* ``clear_non_cond_mem_around_input=True`` works (the official calls a missing method, #571):
+  it drops the object's non-conditioning memories within ``memory_temporal_stride_for_eval *
+  num_maskmem`` frames of an interacted frame (the interacted frame itself is kept).
+* Bad input (frame index out of range, wrong mask size, malformed points/boxes, ...) raises
+  ``ValueError`` before the state is touched, so the state stays usable; no tqdm/prints.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sam2_fast.config import NO_OBJ_SCORE
+from sam2_fast.io.frames import load_video_frames
+
+
+# ----------------------------------------------------------------------------- hole filling
+def connected_components(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """8-connected components of binary masks (same outputs as the official CUDA
+    ``get_connected_components``).
+
+    Args:
+        mask: (N, 1, H, W) bool/0-1 tensor, any device.
+
+    Returns:
+        (labels, areas), both (N, 1, H, W) int64: labels > 0 identify the component of each
+        foreground pixel (0 on background; values are not consecutive); areas is the pixel
+        count of that pixel's component (0 on background).
+
+    Raises:
+        ValueError: mask is not 4-D with one channel.
+    """
+    if mask.dim() != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (N, 1, H, W), got {tuple(mask.shape)}")
+    n, _, h, w = mask.shape
+    fg = mask.bool()
+    if fg.numel() == 0:
+        z = torch.zeros(mask.shape, dtype=torch.int64, device=mask.device)
+        return z, z.clone()
+    # label = 1 + flat index (unique over the batch); propagate the max label over 8-neighbours
+    # inside the foreground, with pointer jumping (label <- label of the pixel it names) so
+    # long components converge in few iterations.
+    idx = torch.arange(1, n * h * w + 1, device=mask.device, dtype=torch.float64).view(n, 1, h, w)
+    # float64 holds integers exactly up to 2^53; max_pool2d needs a float dtype
+    lab = torch.where(fg, idx, torch.zeros_like(idx))
+    while True:
+        pooled = F.max_pool2d(lab, kernel_size=3, stride=1, padding=1)
+        new = torch.where(fg, pooled, torch.zeros_like(pooled))
+        flat = new.flatten()
+        for _ in range(2):  # pointer jumping
+            ptr = (flat.long() - 1).clamp(min=0)
+            jumped = torch.where(flat > 0, flat[ptr], flat)
+            flat = torch.maximum(flat, jumped)
+        new = flat.view(n, 1, h, w)
+        if torch.equal(new, lab):
+            break
+        lab = new
+    labels = lab.long()
+    counts = torch.bincount(labels.flatten(), minlength=n * h * w + 1)
+    areas = torch.where(fg, counts[labels], torch.zeros_like(labels))
+    return labels, areas
+
+
+def fill_holes_in_mask_scores(mask: torch.Tensor, max_area: int) -> torch.Tensor:
+    """Fill small holes of mask logits (official ``sam2.utils.misc.fill_holes_in_mask_scores``):
+    background components (logit <= 0, 8-connected) of area <= ``max_area`` pixels get logit
+    0.1.
+
+    Args:
+        mask: (N, 1, H, W) float mask logits.
+        max_area: positive int, in pixels of ``mask``.
+
+    Returns:
+        a new (N, 1, H, W) tensor, same dtype/device.
+
+    Raises:
+        ValueError: ``max_area`` <= 0 or a malformed mask.
+    """
+    if max_area <= 0:
+        raise ValueError(f"max_area must be positive, got {max_area}")
+    labels, areas = connected_components(mask <= 0)
+    is_hole = (labels > 0) & (areas <= max_area)
+    return torch.where(is_hole, torch.full_like(mask, 0.1), mask)
+
+
+# ----------------------------------------------------------------------------- predictor
+class Sam2VideoPredictor:
+    """Video object segmentation with prompts (official ``SAM2VideoPredictor`` API).
+
+    Args:
+        model: a :class:`sam2_fast.model.sam2_model.Sam2Model` (eval mode is set).
+        fill_hole_area: fill background holes up to this many pixels (of the 1/4-resolution
+            mask) in every output; 0 disables. Default 8 as the official
+            ``build_sam2_video_predictor(..., apply_postprocessing=True)``.
+        non_overlap_masks: keep only the best object per pixel in the returned masks.
+        clear_non_cond_mem_around_input: drop the object's tracked (non-conditioning) memories
+            near frames that receive prompts.
+        add_all_frames_to_correct_as_cond: correction clicks on tracked frames make them
+            conditioning frames.
+        memory_dtype: dtype the spatial memories are stored in; None = the model's dtype.
+
+    All methods run under ``torch.inference_mode``. Masks returned are float32 logits at the
+    video resolution, (num_objects, 1, H, W), ``NO_OBJ_SCORE`` (-1024) where an object is
+    predicted absent.
+    """
+
+    def __init__(self, model, fill_hole_area: int = 8, non_overlap_masks: bool = False,
+                 clear_non_cond_mem_around_input: bool = False,
+                 add_all_frames_to_correct_as_cond: bool = False,
+                 memory_dtype: Optional[torch.dtype] = None) -> None:
+        if fill_hole_area < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        self.model = model.eval()
+        self.fill_hole_area = int(fill_hole_area)
+        self.non_overlap_masks = non_overlap_masks
+        self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
+        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+        self.memory_dtype = memory_dtype
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    # ------------------------------------------------------------------ state
+    @torch.inference_mode()
+    def init_state(self, video_path, offload_video_to_cpu: bool = False,
+                   offload_state_to_cpu: bool = False,
+                   async_loading_frames: bool = False) -> dict:
+        """Load a video and create its inference state (official ``init_state``).
+
+        Args:
+            video_path: a folder of numbered JPEG/PNG frames, a video file (.mp4, decoded with
+                PyAV), or a list of (H, W, 3) uint8 RGB frames.
+            offload_video_to_cpu: keep the preprocessed frames on the CPU.
+            offload_state_to_cpu: keep memories and masks on the CPU between frames.
+            async_loading_frames: accepted for API compatibility; frames are loaded eagerly.
+
+        Returns:
+            the inference state (a dict with the official keys: ``images``, ``num_frames``,
+            ``video_height``, ``video_width``, ``obj_ids``, ``output_dict_per_obj``, ...).
+            The image features of frame 0 are computed and cached.
+
+        Raises:
+            ValueError: a missing/empty folder, an empty frame list, bad frame arrays.
+            RuntimeError: an unreadable frame or an undecodable video file.
+        """
+        images, video_height, video_width = load_video_frames(video_path, self.image_size)
+        device = self.device
+        if not offload_video_to_cpu:
+            images = images.to(device)
+        state: dict = {
+            "images": images,
+            "num_frames": int(images.shape[0]),
+            "offload_video_to_cpu": offload_video_to_cpu,
+            "offload_state_to_cpu": offload_state_to_cpu,
+            "video_height": video_height,
+            "video_width": video_width,
+            "device": device,
+            "storage_device": torch.device("cpu") if offload_state_to_cpu else device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": {},
+        }
+        self._get_image_feature(state, frame_idx=0, batch_size=1)
+        return state
+
+    @torch.inference_mode()
+    def reset_state(self, inference_state: dict) -> None:
+        """Remove every prompt, result and object (official ``reset_state``)."""
+        self._reset_tracking_results(inference_state)
+        inference_state["obj_id_to_idx"].clear()
+        inference_state["obj_idx_to_id"].clear()
+        inference_state["obj_ids"].clear()
+        for key in ("point_inputs_per_obj", "mask_inputs_per_obj", "output_dict_per_obj",
+                    "temp_output_dict_per_obj", "frames_tracked_per_obj"):
+            inference_state[key].clear()
+
+    def _reset_tracking_results(self, inference_state: dict) -> None:
+        for key in ("point_inputs_per_obj", "mask_inputs_per_obj", "frames_tracked_per_obj"):
+            for v in inference_state[key].values():
+                v.clear()
+        for key in ("output_dict_per_obj", "temp_output_dict_per_obj"):
+            for v in inference_state[key].values():
+                v["cond_frame_outputs"].clear()
+                v["non_cond_frame_outputs"].clear()
+
+    # ------------------------------------------------------------------ object ids
+    def _obj_id_to_idx(self, inference_state: dict, obj_id) -> int:
+        idx = inference_state["obj_id_to_idx"].get(obj_id)
+        if idx is not None:
+            return idx
+        idx = len(inference_state["obj_id_to_idx"])
+        inference_state["obj_id_to_idx"][obj_id] = idx
+        inference_state["obj_idx_to_id"][idx] = obj_id
+        inference_state["obj_ids"] = list(inference_state["obj_id_to_idx"])
+        inference_state["point_inputs_per_obj"][idx] = {}
+        inference_state["mask_inputs_per_obj"][idx] = {}
+        inference_state["output_dict_per_obj"][idx] = {"cond_frame_outputs": {},
+                                                       "non_cond_frame_outputs": {}}
+        inference_state["temp_output_dict_per_obj"][idx] = {"cond_frame_outputs": {},
+                                                            "non_cond_frame_outputs": {}}
+        inference_state["frames_tracked_per_obj"][idx] = {}
+        return idx
+
+    def _obj_idx_to_id(self, inference_state: dict, obj_idx: int):
+        return inference_state["obj_idx_to_id"][obj_idx]
+
+    def _get_obj_num(self, inference_state: dict) -> int:
+        return len(inference_state["obj_idx_to_id"])
+
+    # ------------------------------------------------------------------ validation
+    @staticmethod
+    def _check_frame_idx(inference_state: dict, frame_idx, what: str = "frame_idx") -> int:
+        n = inference_state["num_frames"]
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise ValueError(f"{what} must be an int, got {type(frame_idx).__name__}")
+        if not 0 <= int(frame_idx) < n:
+            raise ValueError(f"{what}={int(frame_idx)} is out of range: the video has {n} frames "
+                             f"(valid 0..{n - 1})")
+        return int(frame_idx)
+
+    @staticmethod
+    def _check_obj_id(obj_id) -> None:
+        if obj_id is None or isinstance(obj_id, (list, dict, set, torch.Tensor, np.ndarray)):
+            raise ValueError(f"obj_id must be a hashable scalar id (e.g. an int), got {obj_id!r}")
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def add_new_points_or_box(self, inference_state: dict, frame_idx: int, obj_id,
+                              points=None, labels=None, clear_old_points: bool = True,
+                              normalize_coords: bool = True, box=None):
+        """Add clicks and/or a box for one object on one frame (official
+        ``add_new_points_or_box``).
+
+        Args:
+            frame_idx: frame index in [0, num_frames).
+            obj_id: client object id (any hashable scalar); a new id creates an object, also
+                after tracking started.
+            points: (N, 2) or (1, N, 2) (x, y) in video pixels (or [0, 1] when
+                ``normalize_coords=False``), array-like/tensor.
+            labels: (N,) or (1, N) ints: 1 positive, 0 negative.
+            clear_old_points: replace this frame's earlier clicks (else append to them).
+            normalize_coords: ``points``/``box`` are in video pixels (else in [0, 1]).
+            box: (4,) x0, y0, x1, y1 (stored as the first two points, labels 2 and 3).
+
+        Returns:
+            (frame_idx, obj_ids, video_res_masks (num_objects, 1, H, W) float32 logits).
+
+        Raises:
+            ValueError: frame out of range; points without labels or vice versa; neither
+                points nor box; malformed shapes; a box with ``clear_old_points=False``.
+        """
+        frame_idx = self._check_frame_idx(inference_state, frame_idx)
+        self._check_obj_id(obj_id)
+        if (points is not None) != (labels is not None):
+            raise ValueError("points and labels must be provided together")
+        if points is None and box is None:
+            raise ValueError("at least one of points or box must be provided as input")
+        if box is not None and not clear_old_points:
+            raise ValueError(
+                "cannot add a box with clear_old_points=False: a box must come before any "
+                "click on the frame (use clear_old_points=True)")
+        pts = torch.zeros(1, 0, 2, dtype=torch.float32)
+        lbs = torch.zeros(1, 0, dtype=torch.int32)
+        if points is not None:
+            pts = torch.as_tensor(np.asarray(points) if not isinstance(points, torch.Tensor)
+                                  else points).to(torch.float32).cpu()
+            lbs = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor)
+                                  else labels).to(torch.int32).cpu()
+            if pts.dim() == 2:
+                pts = pts.unsqueeze(0)
+            if lbs.dim() == 1:
+                lbs = lbs.unsqueeze(0)
+            if pts.dim() != 3 or pts.shape[0] != 1 or pts.shape[2] != 2:
+                raise ValueError(f"points must be (N, 2) or (1, N, 2), got {tuple(pts.shape)}")
+            if lbs.dim() != 2 or lbs.shape != pts.shape[:2]:
+                raise ValueError(f"labels must be (N,) matching points {tuple(pts.shape)}, "
+                                 f"got {tuple(lbs.shape)}")
+            if not torch.isfinite(pts).all():
+                raise ValueError("points must be finite")
+        if box is not None:
+            b = torch.as_tensor(np.asarray(box) if not isinstance(box, torch.Tensor)
+                                else box).to(torch.float32).cpu()
+            if b.numel() != 4 or not torch.isfinite(b).all():
+                raise ValueError(f"box must hold 4 finite numbers x0, y0, x1, y1, got {box!r}")
+            pts = torch.cat([b.reshape(1, 2, 2), pts], dim=1)
+            lbs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), lbs], dim=1)
+        if normalize_coords:
+            pts = pts / torch.tensor([inference_state["video_width"],
+                                      inference_state["video_height"]], dtype=torch.float32)
+        pts = (pts * self.image_size).to(inference_state["device"])
+        lbs = lbs.to(inference_state["device"])
+
+        obj_idx = self._obj_id_to_idx(inference_state, obj_id)
+        point_inputs_per_frame = inference_state["point_inputs_per_obj"][obj_idx]
+        mask_inputs_per_frame = inference_state["mask_inputs_per_obj"][obj_idx]
+        old = None if clear_old_points else point_inputs_per_frame.get(frame_idx)
+        if old is None:
+            point_inputs = {"point_coords": pts, "point_labels": lbs}
+        else:
+            point_inputs = {"point_coords": torch.cat([old["point_coords"], pts], dim=1),
+                            "point_labels": torch.cat([old["point_labels"], lbs], dim=1)}
+        point_inputs_per_frame[frame_idx] = point_inputs
+        mask_inputs_per_frame.pop(frame_idx, None)
+
+        is_init_cond_frame, reverse, is_cond, storage_key = self._frame_role(
+            inference_state, obj_idx, frame_idx)
+        obj_output_dict = inference_state["output_dict_per_obj"][obj_idx]
+        obj_temp_output_dict = inference_state["temp_output_dict_per_obj"][obj_idx]
+        prev_out = obj_temp_output_dict[storage_key].get(frame_idx)
+        if prev_out is None:
+            prev_out = obj_output_dict["cond_frame_outputs"].get(frame_idx)
+        if prev_out is None:
+            prev_out = obj_output_dict["non_cond_frame_outputs"].get(frame_idx)
+        prev_sam_mask_logits = None
+        if prev_out is not None and prev_out["pred_masks"] is not None:
+            prev_sam_mask_logits = torch.clamp(
+                prev_out["pred_masks"].to(inference_state["device"], non_blocking=True),
+                -32.0, 32.0)
+        current_out, _ = self._run_single_frame_inference(
+            inference_state, obj_output_dict, frame_idx, batch_size=1,
+            is_init_cond_frame=is_init_cond_frame, point_inputs=point_inputs,
+            mask_inputs=None, reverse=reverse, run_mem_encoder=False,
+            prev_sam_mask_logits=prev_sam_mask_logits)
+        obj_temp_output_dict[storage_key][frame_idx] = current_out
+        return self._frame_output(inference_state, frame_idx, is_cond)
+
+    def add_new_points(self, *args, **kwargs):
+        """Deprecated alias of :meth:`add_new_points_or_box` (as the official)."""
+        return self.add_new_points_or_box(*args, **kwargs)
+
+    @torch.inference_mode()
+    def add_new_mask(self, inference_state: dict, frame_idx: int, obj_id, mask):
+        """Give one object's mask on one frame (official ``add_new_mask``).
+
+        Args:
+            frame_idx: frame index in [0, num_frames).
+            obj_id: client object id.
+            mask: (H, W) bool/0-1 array or tensor at the video resolution (video_height,
+                video_width) or at the model's (image_size, image_size); resized to the model
+                size with antialiased bilinear and thresholded at 0.5 like the official.
+
+        Returns:
+            (frame_idx, obj_ids, video_res_masks (num_objects, 1, H, W) float32 logits).
+
+        Raises:
+            ValueError: frame out of range, a mask that is not 2-D or of another size.
+        """
+        frame_idx = self._check_frame_idx(inference_state, frame_idx)
+        self._check_obj_id(obj_id)
+        m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+        if m.dim() != 2:
+            raise ValueError(f"mask must be 2-D (H, W), got shape {tuple(m.shape)}")
+        vh, vw = inference_state["video_height"], inference_state["video_width"]
+        s = self.image_size
+        if tuple(m.shape) not in ((vh, vw), (s, s)):
+            raise ValueError(
+                f"mask has size {tuple(m.shape)}; expected the video size ({vh}, {vw}) or the "
+                f"model input size ({s}, {s})")
+        m = m.bool()[None, None].float().to(inference_state["device"])
+        if tuple(m.shape[-2:]) != (s, s):
+            m = F.interpolate(m, size=(s, s), align_corners=False, mode="bilinear",
+                              antialias=True)
+            m = (m >= 0.5).float()
+
+        obj_idx = self._obj_id_to_idx(inference_state, obj_id)
+        inference_state["mask_inputs_per_obj"][obj_idx][frame_idx] = m
+        inference_state["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        is_init_cond_frame, reverse, is_cond, storage_key = self._frame_role(
+            inference_state, obj_idx, frame_idx)
+        obj_output_dict = inference_state["output_dict_per_obj"][obj_idx]
+        current_out, _ = self._run_single_frame_inference(
+            inference_state, obj_output_dict, frame_idx, batch_size=1,
+            is_init_cond_frame=is_init_cond_frame, point_inputs=None, mask_inputs=m,
+            reverse=reverse, run_mem_encoder=False)
+        inference_state["temp_output_dict_per_obj"][obj_idx][storage_key][frame_idx] = current_out
+        return self._frame_output(inference_state, frame_idx, is_cond)
+
+    def _frame_role(self, inference_state, obj_idx, frame_idx):
+        tracked = inference_state["frames_tracked_per_obj"][obj_idx]
+        is_init_cond_frame = frame_idx not in tracked
+        reverse = False if is_init_cond_frame else tracked[frame_idx]["reverse"]
+        is_cond = is_init_cond_frame or self.add_all_frames_to_correct_as_cond
+        storage_key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
+        return is_init_cond_frame, reverse, is_cond, storage_key
+
+    def _frame_output(self, inference_state, frame_idx, is_cond):
+        consolidated = self._consolidate_temp_output_across_obj(
+            inference_state, frame_idx, is_cond=is_cond, consolidate_at_video_res=True)
+        _, video_res_masks = self._get_orig_video_res_output(
+            inference_state, consolidated["pred_masks_video_res"])
+        return frame_idx, inference_state["obj_ids"], video_res_masks
+
+    # ------------------------------------------------------------------ outputs
+    def _get_orig_video_res_output(self, inference_state, any_res_masks):
+        device = inference_state["device"]
+        vh, vw = inference_state["video_height"], inference_state["video_width"]
+        any_res_masks = any_res_masks.to(device, non_blocking=True)
+        if tuple(any_res_masks.shape[-2:]) == (vh, vw):
+            video_res_masks = any_res_masks
+        else:
+            video_res_masks = F.interpolate(any_res_masks.float(), size=(vh, vw),
+                                            mode="bilinear", align_corners=False)
+        if self.non_overlap_masks:
+            video_res_masks = self.model._apply_non_overlapping_constraints(video_res_masks)
+        return any_res_masks, video_res_masks
+
+    def _consolidate_temp_output_across_obj(self, inference_state, frame_idx, is_cond,
+                                            consolidate_at_video_res=False):
+        batch_size = self._get_obj_num(inference_state)
+        storage_key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
+        if consolidate_at_video_res:
+            h, w = inference_state["video_height"], inference_state["video_width"]
+            key = "pred_masks_video_res"
+        else:
+            h = w = self.image_size // 4
+            key = "pred_masks"
+        masks = torch.full((batch_size, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32,
+                           device=inference_state["storage_device"])
+        for obj_idx in range(batch_size):
+            temp = inference_state["temp_output_dict_per_obj"][obj_idx]
+            outd = inference_state["output_dict_per_obj"][obj_idx]
+            out = temp[storage_key].get(frame_idx)
+            if out is None:
+                out = outd["cond_frame_outputs"].get(frame_idx)
+            if out is None:
+                out = outd["non_cond_frame_outputs"].get(frame_idx)
+            if out is None:
+                continue
+            m = out["pred_masks"].to(masks.device).float()
+            if tuple(m.shape[-2:]) != (h, w):
+                m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+            masks[obj_idx:obj_idx + 1] = m
+        return {key: masks}
+
+    # ------------------------------------------------------------------ propagation
+    @torch.inference_mode()
+    def propagate_in_video_preflight(self, inference_state: dict) -> None:
+        """Encode the memories of newly prompted frames and move them into the memory banks
+        (official ``propagate_in_video_preflight``).
+
+        Raises:
+            RuntimeError: no object has a prompt, or some object has no conditioning frame.
+        """
+        batch_size = self._get_obj_num(inference_state)
+        if batch_size == 0:
+            raise RuntimeError(
+                "No input points or masks are provided for any object; please add inputs first.")
+        # check every object first so an error leaves the state untouched
+        for obj_idx in range(batch_size):
+            temp = inference_state["temp_output_dict_per_obj"][obj_idx]
+            outd = inference_state["output_dict_per_obj"][obj_idx]
+            if not outd["cond_frame_outputs"] and not temp["cond_frame_outputs"]:
+                obj_id = self._obj_idx_to_id(inference_state, obj_idx)
+                raise RuntimeError(
+                    f"No input points or masks are provided for object id {obj_id}; please "
+                    "add inputs first.")
+        for obj_idx in range(batch_size):
+            outd = inference_state["output_dict_per_obj"][obj_idx]
+            temp = inference_state["temp_output_dict_per_obj"][obj_idx]
+            for storage_key in ("non_cond_frame_outputs", "cond_frame_outputs"):
+                for frame_idx, out in temp[storage_key].items():
+                    if out["maskmem_features"] is None:
+                        high_res = F.interpolate(
+                            out["pred_masks"].to(inference_state["device"]).float(),
+                            size=(self.image_size, self.image_size), mode="bilinear",
+                            align_corners=False)
+                        f, p = self._run_memory_encoder(
+                            inference_state, frame_idx, 1, high_res,
+                            out["object_score_logits"], is_mask_from_pts=True)
+                        out["maskmem_features"] = f
+                        out["maskmem_pos_enc"] = p
+                    outd[storage_key][frame_idx] = out
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_obj_non_cond_mem_around_input(inference_state, frame_idx,
+                                                                  obj_idx)
+                temp[storage_key].clear()
+            for frame_idx in outd["cond_frame_outputs"]:
+                outd["non_cond_frame_outputs"].pop(frame_idx, None)
+
+    @torch.inference_mode()
+    def propagate_in_video(self, inference_state: dict, start_frame_idx: Optional[int] = None,
+                           max_frame_num_to_track: Optional[int] = None,
+                           reverse: bool = False) -> Iterator[Tuple[int, List, torch.Tensor]]:
+        """Track every object through the video (official ``propagate_in_video``).
+
+        Args:
+            start_frame_idx: first frame (default: the earliest conditioning frame).
+            max_frame_num_to_track: number of frames after the start (default: all).
+            reverse: track towards frame 0.
+
+        Yields:
+            (frame_idx, obj_ids, video_res_masks (num_objects, 1, H, W) float32 logits).
+
+        Raises:
+            RuntimeError: no prompts yet (raised at the first ``next()``).
+            ValueError: ``start_frame_idx`` out of range or a negative
+                ``max_frame_num_to_track``.
+        """
+        if start_frame_idx is not None:
+            start_frame_idx = self._check_frame_idx(inference_state, start_frame_idx,
+                                                    "start_frame_idx")
+        if max_frame_num_to_track is not None and max_frame_num_to_track < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        self.propagate_in_video_preflight(inference_state)
+        obj_ids = inference_state["obj_ids"]
+        num_frames = inference_state["num_frames"]
+        batch_size = self._get_obj_num(inference_state)
+        if start_frame_idx is None:
+            start_frame_idx = min(t for d in inference_state["output_dict_per_obj"].values()
+                                  for t in d["cond_frame_outputs"])
+        if max_frame_num_to_track is None:
+            max_frame_num_to_track = num_frames
+        if reverse:
+            end = max(start_frame_idx - max_frame_num_to_track, 0)
+            order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
+        else:
+            end = min(start_frame_idx + max_frame_num_to_track, num_frames - 1)
+            order = range(start_frame_idx, end + 1)
+        device = inference_state["device"]
+        for frame_idx in order:
+            per_obj = []
+            for obj_idx in range(batch_size):
+                outd = inference_state["output_dict_per_obj"][obj_idx]
+                if frame_idx in outd["cond_frame_outputs"]:
+                    pred_masks = outd["cond_frame_outputs"][frame_idx]["pred_masks"].to(
+                        device, non_blocking=True)
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_obj_non_cond_mem_around_input(inference_state, frame_idx,
+                                                                  obj_idx)
+                else:
+                    current_out, pred_masks = self._run_single_frame_inference(
+                        inference_state, outd, frame_idx, batch_size=1,
+                        is_init_cond_frame=False, point_inputs=None, mask_inputs=None,
+                        reverse=reverse, run_mem_encoder=True)
+                    outd["non_cond_frame_outputs"][frame_idx] = current_out
+                inference_state["frames_tracked_per_obj"][obj_idx][frame_idx] = {
+                    "reverse": reverse}
+                per_obj.append(pred_masks)
+            all_masks = torch.cat(per_obj, dim=0) if len(per_obj) > 1 else per_obj[0]
+            _, video_res_masks = self._get_orig_video_res_output(inference_state, all_masks)
+            yield frame_idx, obj_ids, video_res_masks
+
+    # ------------------------------------------------------------------ edits
+    @torch.inference_mode()
+    def clear_all_prompts_in_frame(self, inference_state: dict, frame_idx: int, obj_id,
+                                   need_output: bool = True):
+        """Remove one object's prompts on one frame (official ``clear_all_prompts_in_frame``);
+        a conditioning output there is downgraded to a tracked one.
+
+        Returns:
+            (frame_idx, obj_ids, video_res_masks) when ``need_output``, else None.
+
+        Raises:
+            ValueError: frame out of range.
+        """
+        frame_idx = self._check_frame_idx(inference_state, frame_idx)
+        self._check_obj_id(obj_id)
+        obj_idx = self._obj_id_to_idx(inference_state, obj_id)
+        inference_state["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        inference_state["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        temp_all = inference_state["temp_output_dict_per_obj"]
+        temp_all[obj_idx]["cond_frame_outputs"].pop(frame_idx, None)
+        temp_all[obj_idx]["non_cond_frame_outputs"].pop(frame_idx, None)
+        outd = inference_state["output_dict_per_obj"][obj_idx]
+        out = outd["cond_frame_outputs"].pop(frame_idx, None)
+        if out is not None:
+            outd["non_cond_frame_outputs"][frame_idx] = out
+            inference_state["frames_tracked_per_obj"][obj_idx].pop(frame_idx, None)
+        if not need_output:
+            return None
+        is_cond = any(frame_idx in t["cond_frame_outputs"] for t in temp_all.values())
+        return self._frame_output(inference_state, frame_idx, is_cond)
+
+    @torch.inference_mode()
+    def remove_object(self, inference_state: dict, obj_id, strict: bool = False,
+                      need_output: bool = True):
+        """Remove an object (official ``remove_object``).
+
+        Returns:
+            (obj_ids, updated_frames): the remaining ids and, when ``need_output``, a list of
+            (frame_idx, video_res_masks) for the frames where the removed object had prompts.
+
+        Raises:
+            RuntimeError: ``strict`` and the id does not exist (message lists the ids).
+        """
+        old_idx = inference_state["obj_id_to_idx"].get(obj_id)
+        updated: List[Tuple[int, torch.Tensor]] = []
+        if old_idx is None:
+            if not strict:
+                return inference_state["obj_ids"], updated
+            raise RuntimeError(f"Cannot remove object id {obj_id} as it doesn't exist. "
+                               f"All existing object ids: {inference_state['obj_ids']}.")
+        if len(inference_state["obj_id_to_idx"]) == 1:
+            self.reset_state(inference_state)
+            return inference_state["obj_ids"], updated
+        input_frames = set(inference_state["point_inputs_per_obj"][old_idx])
+        input_frames.update(inference_state["mask_inputs_per_obj"][old_idx])
+        for t in input_frames:
+            self.clear_all_prompts_in_frame(inference_state, t, obj_id, need_output=False)
+        old_ids = inference_state["obj_ids"]
+        old_inds = list(range(len(old_ids)))
+        remain = [i for i in old_inds if i != old_idx]
+        new_ids = [old_ids[i] for i in remain]
+        old_to_new = {o: n for n, o in enumerate(remain)}
+        inference_state["obj_id_to_idx"] = OrderedDict((i, n) for n, i in enumerate(new_ids))
+        inference_state["obj_idx_to_id"] = OrderedDict((n, i) for n, i in enumerate(new_ids))
+        inference_state["obj_ids"] = new_ids
+        for key in ("point_inputs_per_obj", "mask_inputs_per_obj", "output_dict_per_obj",
+                    "temp_output_dict_per_obj", "frames_tracked_per_obj"):
+            container = inference_state[key]
+            items = [(old_to_new[k], container.pop(k)) for k in old_inds if k in old_to_new]
+            container.pop(old_idx, None)
+            container.update(items)
+        if need_output:
+            temp_all = inference_state["temp_output_dict_per_obj"]
+            for t in sorted(input_frames):
+                is_cond = any(t in d["cond_frame_outputs"] for d in temp_all.values())
+                _, _, masks = self._frame_output(inference_state, t, is_cond)
+                updated.append((t, masks))
+        return inference_state["obj_ids"], updated
+
+    def _clear_obj_non_cond_mem_around_input(self, inference_state: dict, frame_idx: int,
+                                             obj_idx: int) -> None:
+        """Drop object ``obj_idx``'s non-conditioning memories within
+        ``memory_temporal_stride_for_eval * num_maskmem`` frames of ``frame_idx`` (the frame
+        itself is kept, so a correction stored as non-conditioning survives). This is what the
+        official ``clear_non_cond_mem_around_input=True`` path means to call (#571)."""
+        r = self.model.config.memory_temporal_stride_for_eval
+        span = r * self.model.num_maskmem
+        non_cond = inference_state["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"]
+        for t in range(frame_idx - span, frame_idx + span + 1):
+            if t != frame_idx:
+                non_cond.pop(t, None)
+
+    # ------------------------------------------------------------------ model calls
+    def _get_image_feature(self, inference_state: dict, frame_idx: int, batch_size: int):
+        image, backbone_out = inference_state["cached_features"].get(frame_idx, (None, None))
+        if backbone_out is None:
+            device = inference_state["device"]
+            image = inference_state["images"][frame_idx].to(device).to(self.dtype).unsqueeze(0)
+            backbone_out = self.model.forward_image(image)
+            inference_state["cached_features"] = {frame_idx: (image, backbone_out)}
+        expanded = {
+            "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
+            "vision_pos_enc": [p.expand(batch_size, -1, -1, -1)
+                               for p in backbone_out["vision_pos_enc"]],
+        }
+        features = self.model._prepare_backbone_features(expanded)
+        return (image.expand(batch_size, -1, -1, -1),) + tuple(features)
+
+    def _store_memory(self, inference_state, maskmem_features):
+        dtype = self.memory_dtype or maskmem_features.dtype
+        return maskmem_features.to(dtype=dtype).to(inference_state["storage_device"],
+                                                    non_blocking=True)
+
+    def _run_single_frame_inference(self, inference_state, output_dict, frame_idx, batch_size,
+                                    is_init_cond_frame, point_inputs, mask_inputs, reverse,
+                                    run_mem_encoder, prev_sam_mask_logits=None):
+        _, _, feats, pos, feat_sizes = self._get_image_feature(inference_state, frame_idx,
+                                                               batch_size)
+        if point_inputs is not None and mask_inputs is not None:
+            raise ValueError("point and mask inputs cannot be given together on one frame")
+        current_out = self.model.track_step(
+            frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame,
+            current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=feat_sizes,
+            point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict=output_dict,
+            num_frames=inference_state["num_frames"], track_in_reverse=reverse,
+            run_mem_encoder=run_mem_encoder, prev_sam_mask_logits=prev_sam_mask_logits)
+        storage = inference_state["storage_device"]
+        maskmem_features = current_out["maskmem_features"]
+        if maskmem_features is not None:
+            maskmem_features = self._store_memory(inference_state, maskmem_features)
+        pred_masks_dev = current_out["pred_masks"].float()
+        if self.fill_hole_area > 0:
+            pred_masks_dev = fill_holes_in_mask_scores(pred_masks_dev, self.fill_hole_area)
+        compact = {
+            "maskmem_features": maskmem_features,
+            "maskmem_pos_enc": self._get_maskmem_pos_enc(inference_state, current_out),
+            "pred_masks": pred_masks_dev.to(storage, non_blocking=True),
+            "obj_ptr": current_out["obj_ptr"],
+            "object_score_logits": current_out["object_score_logits"],
+        }
+        return compact, pred_masks_dev
+
+    def _run_memory_encoder(self, inference_state, frame_idx, batch_size, high_res_masks,
+                            object_score_logits, is_mask_from_pts):
+        _, _, feats, _, feat_sizes = self._get_image_feature(inference_state, frame_idx,
+                                                             batch_size)
+        f, p = self.model._encode_new_memory(
+            current_vision_feats=feats, feat_sizes=feat_sizes,
+            pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
+            is_mask_from_pts=is_mask_from_pts)
+        f = self._store_memory(inference_state, f)
+        p = self._get_maskmem_pos_enc(inference_state, {"maskmem_pos_enc": p})
+        return f, p
+
+    def _get_maskmem_pos_enc(self, inference_state, current_out):
+        out_pos = current_out["maskmem_pos_enc"]
+        if out_pos is None:
+            return None
+        consts = inference_state["constants"]
+        if "maskmem_pos_enc" not in consts:
+            consts["maskmem_pos_enc"] = [x[0:1].clone() for x in out_pos]
+        b = out_pos[0].shape[0]
+        return [x.expand(b, -1, -1, -1) for x in consts["maskmem_pos_enc"]]
+
+
+def build_sam2_video_predictor(config=None, checkpoint=None, *, device=None, dtype=None,
+                               image_size: Optional[int] = None, backend: str = "auto",
+                               **predictor_kwargs) -> Sam2VideoPredictor:
+    """Build a model with :func:`sam2_fast.build.build_sam2` and wrap it in a
+    :class:`Sam2VideoPredictor` (official ``sam2.build_sam.build_sam2_video_predictor`` with
+    ``apply_postprocessing=True``: ``fill_hole_area=8`` unless given).
+
+    Args:
+        config, checkpoint, device, dtype, image_size, backend: as ``build_sam2``.
+        **predictor_kwargs: ``Sam2VideoPredictor`` options (``fill_hole_area``,
+            ``non_overlap_masks``, ``clear_non_cond_mem_around_input``,
+            ``add_all_frames_to_correct_as_cond``, ``memory_dtype``).
+
+    Raises:
+        whatever ``build_sam2`` raises (unknown config, bad checkpoint), ValueError for bad
+        predictor options.
+    """
+    from sam2_fast.build import build_sam2
+
+    model = build_sam2(config, checkpoint, device=device, dtype=dtype, image_size=image_size,
+                       backend=backend)
+    return Sam2VideoPredictor(model, **predictor_kwargs)
+
+
+__all__ = ["Sam2VideoPredictor", "build_sam2_video_predictor", "fill_holes_in_mask_scores",
+           "connected_components"]

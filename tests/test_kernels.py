@@ -1,0 +1,537 @@
+"""Kernel tests: windowed_attention, rope_attention, fpn_upsample_add (+ fused lateral).
+
+Runs on CUDA when present, else on the CPU through the Triton interpreter (conftest sets
+``TRITON_INTERPRET=1``). Inputs are drawn fresh each run (the seed is in every failure message).
+
+Accuracy rule (flash-attention's, bounds from tests/tolerances.py): with ``oracle`` the torch
+reference run in fp64 on the same (rounded) inputs,
+``rel_l2(kernel, oracle) <= KERNEL_ERR_FACTOR * rel_l2(torch reference in dtype, oracle)
++ KERNEL_ATOL[dtype]``.
+
+bf16: under the interpreter the kernels upcast their tl.dot operands to fp32 (the interpreter's
+bf16 dot is wrong) and the interpreter rounds fp32 -> bf16 toward zero, so the CPU bf16 runs
+check loads/stores/masks, with about 2-3x torch's rounding error (covered by the bf16 atol);
+the real bf16 dot path is checked by the same tests on CUDA.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sam2_fast import kernels as K
+from sam2_fast.kernels import (
+    axial_rope_tables,
+    fpn_lateral_upsample_add,
+    fpn_lateral_upsample_add_reference,
+    fpn_upsample_add,
+    fpn_upsample_add_reference,
+    rope_attention,
+    rope_attention_reference,
+    windowed_attention,
+    windowed_attention_reference,
+)
+from tolerances import KERNEL_ATOL, KERNEL_ERR_FACTOR, rel_l2
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.fixture
+def seed():
+    """A fresh seed per test, reported in failure messages."""
+    return torch.seed()
+
+
+def _check_rule(ours, torch_same_dtype, oracle, dtype, what):
+    err = rel_l2(ours, oracle)
+    ref_err = rel_l2(torch_same_dtype, oracle)
+    bound = KERNEL_ERR_FACTOR * ref_err + KERNEL_ATOL[dtype]
+    assert torch.isfinite(ours.float()).all(), f"{what}: non-finite output"
+    assert err <= bound, (
+        f"{what}: kernel err {err:.3e} > {KERNEL_ERR_FACTOR} x torch err {ref_err:.3e} "
+        f"+ atol {KERNEL_ATOL[dtype]:.0e}"
+    )
+    return err
+
+
+def _noncontig(shape, dtype, mode):
+    """A random tensor of ``shape`` with awkward strides: 0 contiguous, 1 a channel slice of a
+    bigger tensor, 2 a transposed view (dims 1, 2) of a channel slice."""
+    if mode == 0:
+        return torch.randn(shape, dtype=dtype, device=DEVICE)
+    *lead, last = shape
+    if mode == 1:
+        big = torch.randn(*lead, last + 7, dtype=dtype, device=DEVICE)
+        return big[..., 3 : 3 + last]
+    t = list(lead)
+    t[1], t[2] = t[2], t[1]
+    big = torch.randn(*t, last + 5, dtype=dtype, device=DEVICE)
+    return big[..., 2 : 2 + last].transpose(1, 2)
+
+
+# =============================================================================================
+# windowed_attention
+# =============================================================================================
+
+# (B, H, W, heads, head_dim, window, q_stride, has_bias, layout)
+WIN_CASES = [
+    (1, 8, 8, 1, 16, 4, 1, True, 0),  # exact windows
+    (2, 9, 11, 2, 24, 4, 1, True, 1),  # padding, B > 1, head_dim 24
+    (1, 15, 13, 2, 24, 7, 2, True, 2),  # odd window pooled 7 -> 3, padding
+    (1, 16, 16, 2, 24, 14, 2, True, 1),  # stage-4 entry analogue: 14 -> 7, padding
+    (1, 8, 10, 2, 16, 4, 2, False, 0),  # 4 -> 2 (stage-3 entry), no bias
+    (2, 6, 5, 3, 12, 8, 1, True, 2),  # grid smaller than the window, head_dim 12
+    (1, 12, 12, 1, 48, 8, 1, False, 1),  # padding with no bias (zeros), head_dim 48
+    (1, 9, 8, 1, 20, 3, 3, True, 0),  # q_stride 3 (general)
+    (1, 10, 10, 1, 20, 0, 1, True, 1),  # global
+    (1, 9, 11, 2, 16, 0, 2, True, 2),  # global, pooled odd grid
+]
+
+
+def _win_inputs(case, dtype):
+    B, H, W, nh, D, ws, s, has_bias, layout = case
+    C = nh * D
+    qkv = _noncontig((B, H, W, 3 * C), dtype, layout)
+    bias = torch.randn(3 * C, device=DEVICE) if has_bias else None
+    return qkv, bias, nh, ws, s
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", WIN_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_windowed_attention_matches_reference(case, dtype, seed):
+    qkv, bias, nh, ws, s = _win_inputs(case, dtype)
+    out = windowed_attention(qkv, bias, nh, ws, s, backend="triton")
+    ref = windowed_attention_reference(qkv, bias, nh, ws, s)
+    oracle = windowed_attention_reference(
+        qkv.double(), None if bias is None else bias.to(dtype).double(), nh, ws, s
+    )
+    B, H, W = qkv.shape[:3]
+    assert out.shape == (B, H // s, W // s, qkv.shape[-1] // 3)
+    assert out.dtype == dtype and out.is_contiguous()
+    _check_rule(out, ref, oracle, dtype, f"windowed {case} {dtype} seed={seed}")
+
+
+def test_windowed_reference_matches_official_windowing(seed):
+    """Reference vs the official window_partition -> qkv Linear -> do_pool -> SDPA ->
+    window_unpartition sequence (MultiScaleBlock.forward + MultiScaleAttention.forward),
+    assembled here from the official helpers."""
+    from sam2.modeling.backbones.hieradet import do_pool
+    from sam2.modeling.backbones.utils import window_partition, window_unpartition
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        for B, H, W, dim, nh, ws, s in [(2, 9, 11, 16, 2, 4, 1), (1, 16, 16, 24, 2, 14, 2),
+                                        (1, 8, 12, 16, 1, 4, 2), (1, 9, 9, 16, 2, 0, 2)]:
+            x = torch.randn(B, H, W, dim)
+            lin = torch.nn.Linear(dim, 3 * dim)
+            pool = torch.nn.MaxPool2d(kernel_size=s, stride=s, ceil_mode=False) if s > 1 else None
+            # official
+            shortcut_hw = do_pool(x, pool).shape[1:3] if pool is not None else (H, W)
+            xw, pad_hw = window_partition(x, ws) if ws > 0 else (x, None)
+            Bw, h, w, _ = xw.shape
+            q, k, v = torch.unbind(lin(xw).reshape(Bw, h * w, 3, nh, -1), 2)
+            if pool is not None:
+                q = do_pool(q.reshape(Bw, h, w, -1), pool)
+                h, w = q.shape[1:3]
+                q = q.reshape(Bw, h * w, nh, -1)
+            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                               v.transpose(1, 2))
+            o = o.transpose(1, 2).reshape(Bw, h, w, -1)
+            if ws > 0:
+                wq = ws // s
+                Hs, Ws = shortcut_hw
+                pad_hw = (Hs + (wq - Hs % wq) % wq, Ws + (wq - Ws % wq) % wq)
+                o = window_unpartition(o, wq, pad_hw, (Hs, Ws))
+            ours = windowed_attention_reference(lin(x), lin.bias, nh, ws, s)
+            assert ours.shape == o.shape
+            assert rel_l2(ours, o) < 1e-12, f"case {(B, H, W, dim, nh, ws, s)} seed={seed}"
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_windowed_attention_errors():
+    qkv = torch.randn(1, 8, 8, 48, device=DEVICE)
+    with pytest.raises(ValueError, match="qkv"):
+        windowed_attention(qkv[0], None, 2, 4, backend="triton")
+    with pytest.raises(ValueError, match="qkv"):
+        windowed_attention(qkv.to(torch.int32), None, 2, 4, backend="triton")
+    with pytest.raises(ValueError, match="qkv"):
+        windowed_attention(qkv.double(), None, 2, 4, backend="triton")  # fp64: reference only
+    with pytest.raises(ValueError, match="qkv"):
+        windowed_attention(qkv, None, 5, 4, backend="triton")  # 48 not 3 * 5 * d
+    with pytest.raises(ValueError, match="qkv_bias"):
+        windowed_attention(qkv, torch.randn(47, device=DEVICE), 2, 4, backend="triton")
+    with pytest.raises(ValueError, match="qkv_bias"):
+        windowed_attention(qkv, torch.randn(48, device="meta"), 2, 4, backend="triton")
+    with pytest.raises(ValueError, match="num_heads"):
+        windowed_attention(qkv, None, 0, 4, backend="triton")
+    with pytest.raises(ValueError, match="window_size"):
+        windowed_attention(qkv, None, 2, -1, backend="triton")
+    with pytest.raises(ValueError, match="q_stride"):
+        windowed_attention(qkv, None, 2, 4, 0, backend="triton")
+    with pytest.raises(ValueError, match="window_size"):
+        windowed_attention(qkv, None, 2, 1, 2, backend="triton")
+    with pytest.raises(ValueError, match="unpartitions"):  # 14x14, ws 7 -> 3: 6 < 7
+        windowed_attention(torch.randn(1, 14, 14, 48, device=DEVICE), None, 2, 7, 2,
+                           backend="torch")
+    with pytest.raises(ValueError, match="backend"):
+        windowed_attention(qkv, None, 2, 4, backend="cuda")
+
+
+# =============================================================================================
+# rope_attention
+# =============================================================================================
+
+# (B, heads, grid_x, grid_y, d, frames, pointers, num_splits, layout)
+ROPE_CASES = [
+    (1, 1, 4, 4, 32, 1, 0, 0, 0),  # self-attention
+    (2, 2, 5, 4, 48, 2, 5, 3, 2),  # objects x heads, 2 frames + 5 pointers, 3 splits
+    (1, 1, 6, 6, 64, 3, 8, 4, 1),  # 3 frames + 8 pointers, 4 splits
+    (1, 1, 3, 5, 20, 1, 3, 0, 2),  # d 20 (half 10), rectangular grid
+    (3, 1, 4, 4, 16, 2, 0, 2, 0),  # 3 objects, 2 frames, 2 splits
+    (1, 1, 4, 4, 256, 2, 4, 2, 2),  # the published head dim
+    (1, 2, 3, 3, 18, 2, 2, 1, 1),  # d 18 (not a multiple of 4): random tables
+]
+
+
+def _rope_inputs(case, dtype):
+    B, Hh, gx, gy, d, frames, ptrs, splits, layout = case
+    Nq = gx * gy
+    Nk = frames * Nq + ptrs
+    # _separate_heads layout: (B, N, heads, d).transpose(1, 2)
+    q = _noncontig((B, Hh, Nq, d), dtype, 2 if layout else 0)
+    k = _noncontig((B, Hh, Nk, d), dtype, layout)
+    v = _noncontig((B, Hh, Nk, d), dtype, 2)
+    if d % 4 == 0:
+        cos, sin = axial_rope_tables(d, gx, gy, device=DEVICE)
+    else:
+        ang = torch.rand(Nq, d // 2, device=DEVICE) * 6.0
+        cos, sin = ang.cos(), ang.sin()
+    return q, k, v, cos, sin, ptrs, splits
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", ROPE_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_rope_attention_matches_reference(case, dtype, seed):
+    q, k, v, cos, sin, ptrs, splits = _rope_inputs(case, dtype)
+    out = rope_attention(q, k, v, cos, sin, ptrs, num_splits=splits, backend="triton")
+    ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
+    oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
+                                      sin.double(), ptrs)
+    assert out.shape == q.shape and out.dtype == dtype
+    # storage (B, Nq, heads, d): recombining heads is a view
+    assert out.transpose(1, 2).is_contiguous()
+    _check_rule(out, ref, oracle, dtype, f"rope {case} {dtype} seed={seed}")
+
+
+def test_rope_attention_auto_splits_agree(seed):
+    """Heuristic split count (1 off-GPU) and forced splits give the same result."""
+    q, k, v, cos, sin, ptrs, _ = _rope_inputs((1, 1, 4, 4, 32, 4, 6, 0, 0), torch.float32)
+    outs = [rope_attention(q, k, v, cos, sin, ptrs, num_splits=n, backend="triton")
+            for n in (0, 1, 2, 5, 100)]
+    for o in outs[1:]:
+        assert rel_l2(o, outs[0]) < 1e-5, f"seed={seed}"
+
+
+@pytest.mark.parametrize("d,ex,ey", [(32, 4, 4), (256, 8, 6), (64, 5, 3)])
+def test_axial_rope_tables_match_official(d, ex, ey):
+    from sam2.modeling.position_encoding import compute_axial_cis
+
+    cis = compute_axial_cis(dim=d, end_x=ex, end_y=ey)
+    cos, sin = axial_rope_tables(d, ex, ey)
+    assert cos.dtype == torch.float32 and cos.shape == (ex * ey, d // 2)
+    assert torch.equal(cos, cis.real) and torch.equal(sin, cis.imag)
+
+
+@pytest.mark.parametrize("frames,ptrs", [(1, 0), (3, 4)])
+def test_rope_reference_matches_official(frames, ptrs, seed):
+    """Reference vs the official apply_rotary_enc (rope_k_repeat) + SDPA, as in
+    RoPEAttention.forward."""
+    from sam2.modeling.position_encoding import apply_rotary_enc, compute_axial_cis
+
+    B, Hh, d, g = 2, 2, 32, 4
+    Nq = g * g
+    Nk = frames * Nq + ptrs
+    q = torch.randn(B, Hh, Nq, d)
+    k = torch.randn(B, Hh, Nk, d)
+    v = torch.randn(B, Hh, Nk, d)
+    freqs = compute_axial_cis(dim=d, end_x=g, end_y=g)
+    qo, ko = q.clone(), k.clone()
+    n_rope = Nk - ptrs
+    qo, ko[:, :, :n_rope] = apply_rotary_enc(qo, ko[:, :, :n_rope], freqs_cis=freqs,
+                                             repeat_freqs_k=frames > 1)
+    official = F.scaled_dot_product_attention(qo, ko, v)
+    ours = rope_attention_reference(q, k, v, freqs.real, freqs.imag, ptrs)
+    assert rel_l2(ours, official) < 1e-6, f"seed={seed}"
+
+
+def test_rope_attention_errors():
+    q = torch.randn(1, 1, 16, 32, device=DEVICE)
+    k = torch.randn(1, 1, 36, 32, device=DEVICE)
+    cos, sin = axial_rope_tables(32, 4, 4, device=DEVICE)
+    with pytest.raises(ValueError, match="q"):
+        rope_attention(q[0], k, k, cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="k dtype"):
+        rope_attention(q, k.half(), k, cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="v"):
+        rope_attention(q, k, k[:, :, :20], cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="k must have shape"):
+        rope_attention(q, k[..., :16], k[..., :16], cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="cos"):
+        rope_attention(q, k, k, cos[:8], sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="sin"):
+        rope_attention(q, k, k, cos, sin.to("meta"), 4, backend="triton")
+    with pytest.raises(ValueError, match="multiple of Nq"):
+        rope_attention(q, k, k, cos, sin, 0, backend="triton")  # 36 keys, 16 queries
+    with pytest.raises(ValueError, match="num_k_exclude_rope"):
+        rope_attention(q, k, k, cos, sin, 37, backend="triton")
+    with pytest.raises(ValueError, match="even"):
+        ang = torch.rand(16, 7, device=DEVICE)
+        rope_attention(q[..., :15], k[..., :15], k[..., :15], ang, ang, 4, backend="torch")
+    with pytest.raises(ValueError, match="q dtype"):
+        rope_attention(q.double(), k.double(), k.double(), cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="head_dim"):
+        axial_rope_tables(30, 4, 4)
+
+
+# =============================================================================================
+# fpn_upsample_add (+ fused lateral 1x1 conv)
+# =============================================================================================
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,coarse_dtype,layout", [
+    ((2, 5, 6, 10), torch.float32, 0),
+    ((1, 7, 14, 4), None, 1),
+    ((1, 3, 2, 2), None, 2),
+])
+def test_fpn_upsample_add_matches_reference(shape, coarse_dtype, layout, dtype, seed):
+    B, C, H, W = shape
+    lateral = _noncontig(shape, dtype, layout)
+    coarse = _noncontig((B, C, H // 2, W // 2), coarse_dtype or dtype, 2 - layout)
+    out = fpn_upsample_add(lateral, coarse, backend="triton")
+    ref = fpn_upsample_add_reference(lateral, coarse)
+    assert out.dtype == dtype and out.shape == shape
+    # one rounding of an exact fp32 sum: identical up to the interpreter's bf16 truncation
+    tol = 0 if dtype != torch.bfloat16 or DEVICE.type == "cuda" else 2 ** -7
+    torch.testing.assert_close(out.float(), ref.float(), rtol=tol, atol=tol,
+                               msg=lambda m: f"seed={seed}: {m}")
+    out32 = fpn_upsample_add(lateral, coarse, out_dtype=torch.float32, backend="triton")
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32, lateral.float() + F.interpolate(
+        coarse.float(), scale_factor=2.0, mode="nearest"), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,Cin,C,H,W,has_bias,layout", [
+    (2, 40, 37, 6, 10, True, 0),
+    (1, 16, 32, 8, 8, False, 2),
+    (1, 70, 20, 4, 6, True, 1),
+])
+def test_fpn_lateral_upsample_add_matches_reference(B, Cin, C, H, W, has_bias, layout, dtype,
+                                                    seed):
+    x = _noncontig((B, Cin, H, W), dtype, layout)
+    weight = (torch.randn(C, Cin, 1, 1, device=DEVICE) / Cin**0.5).to(dtype)
+    bias = torch.randn(C, device=DEVICE) if has_bias else None
+    coarse = torch.randn(B, C, H // 2, W // 2, device=DEVICE)
+    out = fpn_lateral_upsample_add(x, weight, bias, coarse, backend="triton")
+    ref = fpn_lateral_upsample_add_reference(x, weight, bias, coarse)
+    oracle = fpn_lateral_upsample_add_reference(
+        x.double(), weight.double(), None if bias is None else bias.to(dtype).double(),
+        coarse.double())
+    assert out.dtype == dtype and out.shape == (B, C, H, W)
+    _check_rule(out, ref, oracle, dtype, f"fpn lateral {dtype} seed={seed}")
+
+
+def test_fpn_errors():
+    lat = torch.randn(1, 4, 6, 8, device=DEVICE)
+    co = torch.randn(1, 4, 3, 4, device=DEVICE)
+    with pytest.raises(ValueError, match="lateral"):
+        fpn_upsample_add(lat[0], co, backend="triton")
+    with pytest.raises(ValueError, match="coarse"):
+        fpn_upsample_add(lat, co[..., :3], backend="triton")
+    with pytest.raises(ValueError, match="coarse"):
+        fpn_upsample_add(lat[..., :7], co, backend="triton")  # odd W
+    with pytest.raises(ValueError, match="coarse"):
+        fpn_upsample_add(lat, co.to("meta"), backend="triton")
+    with pytest.raises(ValueError, match="lateral dtype"):
+        fpn_upsample_add(lat.int(), co, backend="triton")
+    with pytest.raises(ValueError, match="out_dtype"):
+        fpn_upsample_add(lat, co, out_dtype=torch.int32, backend="triton")
+    x = torch.randn(1, 10, 6, 8, device=DEVICE)
+    w = torch.randn(4, 10, 1, 1, device=DEVICE)
+    with pytest.raises(ValueError, match="weight"):
+        fpn_lateral_upsample_add(x, w[:, :9], None, co, backend="triton")
+    with pytest.raises(ValueError, match="weight dtype"):
+        fpn_lateral_upsample_add(x, w.half(), None, co, backend="triton")
+    with pytest.raises(ValueError, match="bias"):
+        fpn_lateral_upsample_add(x, w, torch.randn(5, device=DEVICE), co, backend="triton")
+    with pytest.raises(ValueError, match="x"):
+        fpn_lateral_upsample_add(x[0], w, None, co, backend="triton")
+
+
+# =============================================================================================
+# backends, registration, tracing
+# =============================================================================================
+
+
+def test_auto_backend_on_cpu_is_the_reference():
+    qkv = torch.randn(1, 6, 6, 24)
+    assert torch.equal(windowed_attention(qkv, None, 2, 4, backend="auto"),
+                       windowed_attention_reference(qkv, None, 2, 4))
+    lat, co = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 2, 2)
+    assert torch.equal(fpn_upsample_add(lat, co), fpn_upsample_add_reference(lat, co))
+
+
+def _op_samples():
+    """(op, args) samples for the four registered ops, small."""
+    qkv = torch.randn(1, 7, 6, 3 * 32, device=DEVICE)[..., :72]
+    bias = torch.randn(72, device=DEVICE)
+    q = torch.randn(1, 16, 1, 32, device=DEVICE).transpose(1, 2)
+    k = torch.randn(1, 36, 1, 32, device=DEVICE).transpose(1, 2)
+    v = torch.randn(1, 1, 36, 32, device=DEVICE)
+    cos, sin = axial_rope_tables(32, 4, 4, device=DEVICE)
+    lat = torch.randn(1, 4, 6, 8, device=DEVICE)
+    co = torch.randn(1, 4, 3, 4, device=DEVICE)
+    x = torch.randn(1, 10, 6, 8, device=DEVICE)
+    w = torch.randn(4, 10, 1, 1, device=DEVICE)
+    ops = torch.ops.sam2_fast
+    return [
+        (ops.windowed_attention.default, (qkv, bias, 2, 4, 2)),
+        (ops.windowed_attention.default, (qkv, None, 1, 0, 1)),
+        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 2)),
+        (ops.fpn_upsample_add.default, (lat, co, None)),
+        (ops.fpn_lateral_upsample_add.default, (x, w, torch.randn(4, device=DEVICE), co,
+                                                torch.float32)),
+    ]
+
+
+def test_registered_ops_fake_tensor_shapes():
+    """The fake (meta) implementations give the real outputs' shape, dtype and strides."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    for op, args in _op_samples():
+        real = op(*args)
+        with FakeTensorMode(allow_non_fake_inputs=False) as mode:
+            fargs = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+            fake = op(*fargs)
+        assert fake.shape == real.shape and fake.dtype == real.dtype, op
+        assert fake.stride() == real.stride(), op
+
+
+def test_registered_ops_opcheck():
+    for op, args in _op_samples():
+        torch.library.opcheck(op, args, test_utils=(
+            "test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+def test_torch_compile_fullgraph_traces_ops(seed):
+    """torch.compile(fullgraph=True) traces every public op (triton backend) without a
+    graph break; aot_eager on the CPU (runs the interpreted kernels), inductor on CUDA."""
+    torch._dynamo.reset()
+    qkv = torch.randn(1, 9, 7, 48, device=DEVICE)
+    bias = torch.randn(48, device=DEVICE)
+    q = torch.randn(1, 1, 16, 32, device=DEVICE)
+    k = torch.randn(1, 1, 36, 32, device=DEVICE)
+    cos, sin = axial_rope_tables(32, 4, 4, device=DEVICE)
+    lat, co = torch.randn(1, 16, 6, 4, device=DEVICE), torch.randn(1, 16, 3, 2, device=DEVICE)
+
+    def f(qkv, bias, q, k, cos, sin, lat, co):
+        a = windowed_attention(qkv, bias, 2, 4, 2, backend="triton")
+        r = rope_attention(q, k, k, cos, sin, 4, backend="triton")
+        x = a.permute(0, 3, 1, 2)  # (1, 16, 4, 3)
+        f1 = fpn_upsample_add(lat, co, backend="triton")
+        return a.sum() + r.sum() + x.sum() + f1.sum()
+
+    backend = "inductor" if DEVICE.type == "cuda" else "aot_eager"
+    compiled = torch.compile(f, fullgraph=True, backend=backend)
+    args = (qkv, bias, q, k, cos, sin, lat, co)
+    torch.testing.assert_close(compiled(*args), f(*args), rtol=1e-5, atol=1e-4,
+                               msg=lambda m: f"seed={seed}: {m}")
+
+
+def test_import_without_triton():
+    """``import sam2_fast.kernels`` and the torch backend work when triton is absent."""
+    code = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "triton" or name.startswith("triton."):
+                    raise ImportError("blocked")
+        sys.meta_path.insert(0, Block())
+        import torch
+        from sam2_fast import kernels as K
+        assert not K.triton_available()
+        o = K.windowed_attention(torch.randn(1, 5, 5, 24), None, 2, 4)
+        assert o.shape == (1, 5, 5, 8)
+        cos, sin = K.axial_rope_tables(16, 2, 2)
+        q = torch.randn(1, 1, 4, 16)
+        assert K.rope_attention(q, q, q, cos, sin).shape == q.shape
+        assert K.fpn_upsample_add(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 2, 2)).shape[-1] == 4
+        try:
+            K.windowed_attention(torch.randn(1, 5, 5, 24), None, 2, 4, backend="triton")
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("backend='triton' without triton must raise")
+        print("ok")
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=root, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+# =============================================================================================
+# GPU only: published shapes
+# =============================================================================================
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("H,nh,D,ws,s", [
+    (256, 1, 96, 8, 1),  # tiny stage 1
+    (256, 2, 96, 8, 2),  # stage-2 entry: window 8 pooled to 4, 256 -> 128
+    (64, 4, 96, 14, 1),  # stage 3, padded windows
+    (64, 4, 96, 0, 1),  # stage-3 global (4096 tokens)
+    (64, 8, 96, 14, 2),  # stage-4 entry: 14 -> 7 on 32, padded
+    (32, 2, 72, 8, 1),  # large: head_dim 72, stage-4 window 8
+])
+def test_windowed_attention_published_shapes_gpu(H, nh, D, ws, s, dtype, seed):
+    qkv = torch.randn(1, H, H, 3 * nh * D, device="cuda", dtype=dtype)
+    bias = torch.randn(3 * nh * D, device="cuda")
+    out = windowed_attention(qkv, bias, nh, ws, s, backend="triton")
+    ref = windowed_attention_reference(qkv, bias, nh, ws, s)
+    oracle = windowed_attention_reference(qkv.double(), bias.to(dtype).double(), nh, ws, s)
+    _check_rule(out, ref, oracle, dtype, f"windowed gpu {(H, nh, D, ws, s)} seed={seed}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+@pytest.mark.parametrize("B,frames,ptrs", [(1, 1, 0), (1, 7, 64), (4, 2, 16)])
+def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, seed):
+    d, g = 256, 64
+    Nq = g * g
+    Nk = frames * Nq + ptrs
+    q = torch.randn(B, Nq, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
+    k = torch.randn(B, Nk, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
+    v = torch.randn(B, Nk, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
+    cos, sin = axial_rope_tables(d, g, g, device="cuda")
+    out = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
+    ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
+    oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
+                                      sin.double(), ptrs)
+    _check_rule(out, ref, oracle, dtype, f"rope gpu {(B, frames, ptrs)} seed={seed}")
+
+
+def test_public_namespace():
+    for name in K.__all__:
+        assert hasattr(K, name), name
