@@ -35,7 +35,7 @@ from sam2_fast.kernels import (
     windowed_attention,
     windowed_attention_reference,
 )
-from tolerances import KERNEL_ATOL, KERNEL_ERR_FACTOR, rel_l2
+from tests.tolerances import KERNEL_ATOL, KERNEL_ERR_FACTOR, rel_l2
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

@@ -147,13 +147,16 @@ def dot_upcast_needed(dtype: torch.dtype) -> bool:
 def dot_input_precision(dtype: torch.dtype) -> str:
     """``input_precision`` for ``tl.dot`` on operands of ``dtype``.
 
-    fp32 operands use exact fp32 products (``"ieee"``) unless torch itself allows TF32 for
-    fp32 matmuls (``torch.get_float32_matmul_precision() != "highest"``), in which case
-    ``"tf32"`` (same trade as torch's own matmuls). 16-bit operands ignore it.
+    fp32 operands: ``"tf32x3"`` (three TF32 tensor-core products, about fp32 accuracy) when
+    torch's fp32 matmul precision is ``"highest"`` (the default), ``"tf32"`` when torch itself
+    allows TF32 (``torch.set_float32_matmul_precision("high"/"medium")``); ``"ieee"`` under the
+    interpreter (exact). 16-bit operands ignore it (``"ieee"`` passed).
     """
-    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
+    if dtype != torch.float32 or interpreter_enabled():
+        return "ieee"
+    if torch.get_float32_matmul_precision() != "highest":
         return "tf32"
-    return "ieee"
+    return "tf32x3"
 
 
 @functools.lru_cache(maxsize=16)

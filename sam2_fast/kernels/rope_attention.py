@@ -263,9 +263,10 @@ def _rope_attn_fwd(
         rot = offs_n < NK_ROPE
         trow = offs_n % NQ
         tmask = (rot & n_ok)[:, None] & i_ok[None, :]
-        t_off = (trow * HALF_D)[:, None] + offs_i[None, :]
-        kc = tl.load(cos_ptr + t_off, mask=tmask, other=1.0)
-        ks = tl.load(sin_ptr + t_off, mask=tmask, other=0.0)
+        # (kt_off, not t_off: a loop must not re-type an outer variable)
+        kt_off = (trow * HALF_D)[:, None] + offs_i[None, :]
+        kc = tl.load(cos_ptr + kt_off, mask=tmask, other=1.0)
+        ks = tl.load(sin_ptr + kt_off, mask=tmask, other=0.0)
         ke2 = (ke * kc - ko * ks).to(dtype)
         ko2 = (ke * ks + ko * kc).to(dtype)
         # unrotated keys (object pointers) are the loaded values, bit for bit
@@ -347,18 +348,26 @@ def _rope_attn_combine(
 # ---------------------------------------------------------------------------------------------
 
 
-def _pick_config(d: int):
-    """Pinned tiles per head-dim class (Hopper: fits 228 KB shared memory, no spills aimed).
+def _pick_config(d: int, dtype: torch.dtype):
+    """Pinned tiles per (head-dim class, dtype), sized for Hopper (228 KB shared memory).
 
-    d <= 64: 128 x 64 tiles, 4 warps, 3 stages; d <= 128: 128 x 64, 8 warps, 2 stages;
-    d = 256 (SAM 2 memory attention): 64 x 64, 8 warps, 2 stages (the fp32 accumulator is
-    64 x 256; q stays resident as two 64 x 128 halves).
+    16-bit: d <= 64: 128 x 64 tiles, 4 warps, 3 stages; d <= 128: 128 x 64, 8 warps,
+    2 stages; d = 256 (SAM 2 memory attention): 64 x 64, 8 warps, 2 stages (the fp32
+    accumulator is 64 x 256; q resident as two 64 x 128 halves; ~160 KB shared memory).
+    fp32 (tf32x3 dots): d <= 128: 64 x 32, 4 warps, 2 stages; d = 256: 32 x 32, 8 warps,
+    1 stage (96 KB; 64-row tiles spill or overflow shared memory).
+    Checked by compiling for sm_90 with triton 3.9's ptxas (no GPU): d = 256 bf16 uses
+    254 registers, no spills, 160 KB shared memory.
     Under the Triton interpreter: 32 x 16 tiles, so that small test shapes exercise several
     query blocks, key blocks and splits (same code, other constants).
     """
     block_dh = max(16, next_pow2(d // 2))
     if interpreter_enabled():
         return dict(BLOCK_M=32, BLOCK_N=16, BLOCK_DH=block_dh, num_warps=4, num_stages=1)
+    if dtype == torch.float32:
+        if block_dh <= 64:
+            return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_DH=block_dh, num_warps=4, num_stages=2)
+        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_DH=block_dh, num_warps=8, num_stages=1)
     if block_dh <= 32:
         return dict(BLOCK_M=128, BLOCK_N=64, BLOCK_DH=block_dh, num_warps=4, num_stages=3)
     if block_dh <= 64:
@@ -366,7 +375,7 @@ def _pick_config(d: int):
     return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_DH=block_dh, num_warps=8, num_stages=2)
 
 
-_MIN_KB_PER_SPLIT = 8  # at least 8 key blocks (512 keys) per split: the merge must pay off
+_MIN_KB_PER_SPLIT = 8  # at least 8 key blocks per split: the merge must pay off
 _MAX_SPLITS = 16
 
 
@@ -395,7 +404,7 @@ def _rope_attention_triton(q, k, v, cos, sin, num_k_exclude_rope, num_splits):
     out = torch.empty((B, Nq, Hh, d), dtype=q.dtype, device=q.device).transpose(1, 2)
     cos = cos.to(torch.float32).contiguous()
     sin = sin.to(torch.float32).contiguous()
-    cfg = _pick_config(d)
+    cfg = _pick_config(d, q.dtype)
     bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
     nqb = triton.cdiv(Nq, bm)
     nkb = triton.cdiv(Nk, bn)

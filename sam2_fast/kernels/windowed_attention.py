@@ -232,16 +232,17 @@ def _windowed_attn_fwd(
     for start in range(0, NK, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < NK
-        r = wh * WH + offs_n // WW
-        cc = ww * WW + offs_n % WW
-        inr = (r < H) & (cc < W) & n_ok
-        row = (r * s_h + cc * s_w)[:, None]
-        msk = inr[:, None] & d_ok[None, :]
-        k = tl.load(base + row + col_k[None, :], mask=msk, other=0.0)
-        v = tl.load(base + row + col_v[None, :], mask=msk, other=0.0)
+        # (names distinct from the q part: a loop must not re-type an outer variable)
+        k_r = wh * WH + offs_n // WW
+        k_c = ww * WW + offs_n % WW
+        k_in = (k_r < H) & (k_c < W) & n_ok
+        k_row = (k_r * s_h + k_c * s_w)[:, None]
+        kv_mask = k_in[:, None] & d_ok[None, :]
+        k = tl.load(base + k_row + col_k[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(base + k_row + col_v[None, :], mask=kv_mask, other=0.0)
         if HAS_BIAS:
-            k = tl.where(inr[:, None], k, bk[None, :].to(k.dtype))
-            v = tl.where(inr[:, None], v, bv[None, :].to(v.dtype))
+            k = tl.where(k_in[:, None], k, bk[None, :].to(k.dtype))
+            v = tl.where(k_in[:, None], v, bv[None, :].to(v.dtype))
         if UPCAST:
             k = k.to(tl.float32)
             v = v.to(tl.float32)
@@ -272,12 +273,17 @@ def _windowed_attn_fwd(
 # ---------------------------------------------------------------------------------------------
 
 
-def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool):
-    """Pinned tile table (per shape class; no autotuning).
+def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool, dtype: torch.dtype):
+    """Pinned tile table per shape class (no autotuning), sized for Hopper shared memory.
 
-    * global attention (thousands of tokens): BLOCK_M 128, BLOCK_N 64, 8 warps, 2 stages.
-    * windows (<= 256 tokens): BLOCK_M / BLOCK_N = next power of two of the window token
-      counts, capped at 64, at least 16 (tl.dot minimum); 4 warps.
+    16-bit inputs:
+    * global attention (thousands of tokens): BLOCK_M 128 (64 if head_dim > 128), BLOCK_N 64,
+      8 warps, 2 stages.
+    * windows (<= 256 tokens): BLOCK_M / BLOCK_N = next power of two of the window's query /
+      key counts, capped at 64, at least 16 (tl.dot minimum); 2 stages; 8 warps for
+      64 x 128 (q x head) tiles, else 4.
+    fp32 inputs (tf32x3 dots, see ``dot_input_precision``): BLOCK_M <= 64, BLOCK_N <= 32,
+    4 warps, 1 stage.
     BLOCK_D is head_dim rounded up to a power of two (masked).
     Under the Triton interpreter: BLOCK_M <= 32, BLOCK_N = 16, so that small test shapes
     exercise several query and key blocks (same code, other constants).
@@ -286,12 +292,17 @@ def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool):
     if interpreter_enabled():
         bm = min(32, max(16, next_pow2(num_q)))
         return dict(BLOCK_M=bm, BLOCK_N=16, BLOCK_D=block_d, num_warps=4, num_stages=1)
+    if dtype == torch.float32:
+        bm = 64 if global_attn else min(64, max(16, next_pow2(num_q)))
+        bn = 32 if global_attn else min(32, max(16, next_pow2(num_k)))
+        return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, num_warps=4, num_stages=1)
     if global_attn:
         bm = 128 if block_d <= 128 else 64
         return dict(BLOCK_M=bm, BLOCK_N=64, BLOCK_D=block_d, num_warps=8, num_stages=2)
     bm = min(64, max(16, next_pow2(num_q)))
     bn = min(64, max(16, next_pow2(num_k)))
-    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, num_warps=4, num_stages=2)
+    warps = 8 if bm * block_d >= 64 * 128 else 4  # 64 x 128: 190 registers at 8 warps, 250 at 4
+    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, num_warps=warps, num_stages=2)
 
 
 def _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride):
@@ -312,7 +323,7 @@ def _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride):
     else:
         _, _, nwh, nww, qws = _out_grid(H, W, ws, s)
         WH, WW, QWH, QWW, NWW, NW = ws, ws, qws, qws, nww, nwh * nww
-    cfg = _pick_config(QWH * QWW, WH * WW, D, ws == 0)
+    cfg = _pick_config(QWH * QWW, WH * WW, D, ws == 0, qkv.dtype)
     nqb = triton.cdiv(QWH * QWW, cfg["BLOCK_M"])
     bias = qkv_bias.contiguous() if qkv_bias is not None else qkv  # dummy pointer if None
     grid = (B * NW * num_heads * nqb,)
