@@ -41,20 +41,23 @@ def pair(request, tmp_path_factory):
     pt.unlink()
     st.unlink()
     assert ours_pt.config.name == name and ours_st.config.name == name
-    return official, ours_pt, ours_st, size
+    # both formats carry exactly the official tensors, so one model is enough below
+    ref_sd, sd_st = official.state_dict(), ours_st.state_dict()
+    for k, v in ours_pt.state_dict().items():
+        assert torch.equal(v, ref_sd[k]) and torch.equal(sd_st[k], ref_sd[k]), k
+    return official, ours_pt, size
 
 
 @torch.no_grad()
 def test_image_encoder(pair):
-    official, ours_pt, ours_st, size = pair
-    x = torch.randn(2, 3, size, size)
+    official, ours, size = pair
+    x = torch.randn(2 if size < 1024 else 1, 3, size, size)
     ref = official.forward_image(x)
-    for ours, fmt in ((ours_pt, "pt"), (ours_st, "safetensors")):
-        out = ours.forward_image(x)
-        for i in range(3):
-            assert_close_rel(out["backbone_fpn"][i], ref["backbone_fpn"][i], "module", what=f"backbone_fpn[{i}]")
-            assert_close_rel(out["vision_pos_enc"][i], ref["vision_pos_enc"][i], "module", what=f"vision_pos_enc[{i}]")
-        assert_close_rel(out["vision_features"], ref["vision_features"], "module", what="vision_features")
+    out = ours.forward_image(x)
+    for i in range(3):
+        assert_close_rel(out["backbone_fpn"][i], ref["backbone_fpn"][i], "module", what=f"backbone_fpn[{i}]")
+        assert_close_rel(out["vision_pos_enc"][i], ref["vision_pos_enc"][i], "module", what=f"vision_pos_enc[{i}]")
+    assert_close_rel(out["vision_features"], ref["vision_features"], "module", what="vision_features")
 
 
 def _random_prompts(size: int, b: int = 2, n: int = 3):
@@ -68,7 +71,7 @@ def _random_prompts(size: int, b: int = 2, n: int = 3):
 
 @torch.no_grad()
 def test_prompt_encoder(pair):
-    official, ours, _, size = pair
+    official, ours, size = pair
     coords, labels, boxes, masks = _random_prompts(size)
     for pts, bxs, msk in (((coords, labels), None, None), ((coords, labels), boxes, masks), (None, boxes, None),
                           (None, None, masks)):
@@ -82,7 +85,7 @@ def test_prompt_encoder(pair):
 
 @torch.no_grad()
 def test_mask_decoder_and_sam_heads(pair):
-    official, ours, _, size = pair
+    official, ours, size = pair
     fs = size // 16
     b = 2
     feats = torch.randn(b, 256, fs, fs)
@@ -120,7 +123,7 @@ def _official_predictor(official, size):
 
 @torch.no_grad()
 def test_image_predictor_end_to_end(pair):
-    official, ours_model, _, size = pair
+    official, ours_model, size = pair
     ref = _official_predictor(official, size)
     ours = sam2_fast.Sam2ImagePredictor(ours_model)
     image = _load_image("cars.jpg" if size == 1024 else "groceries.jpg")
@@ -159,7 +162,7 @@ def test_image_predictor_end_to_end(pair):
 
 @torch.no_grad()
 def test_image_predictor_batch(pair):
-    official, ours_model, _, size = pair
+    official, ours_model, size = pair
     if size != SMALL or "tiny" not in ours_model.config.name:
         pytest.skip("batch API checked on the tiny configs at the small size")
     ref = _official_predictor(official, size)
@@ -178,7 +181,9 @@ def test_image_predictor_batch(pair):
 
 def test_parity_check_can_fail(pair):
     """A perturbed weight must be caught by the same metric and bound."""
-    official, ours, _, size = pair
+    official, ours, size = pair
+    if size == 1024:
+        pytest.skip("shown at the small size for every config; saves two 1024-px encoder passes")
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         ref = official.forward_image(x)["backbone_fpn"][2]
