@@ -1,0 +1,372 @@
+"""The ``sam2-fast`` command line (sam2_fast.cli) and the checkpoint hub (sam2_fast.hub).
+
+Runs ``main([...])`` in-process (fast) on a random tiny SAM 2.1 checkpoint at 64 px, the real
+``../shared/data`` frames/video/images, and once through the installed console script.
+Bad input must exit 2 with one ``sam2-fast: error:`` line and leave no output behind.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sam2_fast import hub
+from sam2_fast.checkpoint import load_state_dict
+from sam2_fast.cli import main
+from sam2_fast.io.masks import DAVIS_PALETTE, decode_rle, load_palette_png, read_video_frames
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BEDROOM = DATA / "bedroom"
+BEDROOM_MP4 = DATA / "videos" / "bedroom.mp4"
+IMAGE = DATA / "images" / "truck.jpg"
+needs_data = pytest.mark.skipif(not BEDROOM.is_dir(), reason="../shared/data not available")
+
+SMALL = ["--image-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """A random-weight sam2.1_hiera_tiny checkpoint written by the CLI itself."""
+    p = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    assert main(["checkpoint", "--random", "sam2.1_hiera_tiny", str(p), "--seed", "1"]) == 0
+    return p
+
+
+def _entries(folder: Path):
+    return sorted(x.name for x in folder.iterdir())
+
+
+def _assert_bad(capsys, argv, match, root: Path):
+    """exit 2, one line on stderr, no traceback, nothing written under ``root``."""
+    before = _entries(root)
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("sam2-fast: warning:")]
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("sam2-fast: error: "), err
+    assert "Traceback" not in err
+    assert match.lower() in lines[0].lower(), lines[0]
+    assert _entries(root) == before, "bad input left files behind"
+
+
+# ============================================================================ checkpoints
+def test_checkpoint_info_convert(ckpt, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["info", str(ckpt), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["config"] == "sam2.1_hiera_tiny" and rec["version"] == "2.1"
+    assert rec["variant"] == "tiny" and rec["dtype"] == "float32"
+    assert rec["parameters"] == hub.MODEL_NUMEL["sam2.1_hiera_tiny"] and rec["random_weights"]
+    lo, hi = hub.expected_size_range("sam2.1_hiera_tiny")
+    assert lo <= ckpt.stat().st_size <= hi  # the official layout ({"model": sd}, float32)
+    # official loader layout: obj["model"] holds the state dict
+    obj = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert set(obj) == {"model", "sam2_fast"}
+
+    st = tmp_path / "tiny.safetensors"
+    back = tmp_path / "back.pt"
+    assert main(["convert", str(ckpt), str(st)]) == 0
+    assert main(["convert", str(st), str(back)]) == 0
+    a, b, c = load_state_dict(ckpt), load_state_dict(st), load_state_dict(back)
+    assert set(a) == set(b) == set(c)  # same keys (safetensors stores them sorted)
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+    capsys.readouterr()
+    assert main(["info", str(st), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["format"] == "safetensors" and rec["random_weights"] and rec["config"] == "sam2.1_hiera_tiny"
+    assert main(["info", str(back)]) == 0
+    assert "random_weights  True" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.pt", "tiny.safetensors"]
+
+
+def test_info_model_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SAM2_FAST_CACHE", str(tmp_path))
+    assert main(["info", "sam2_hiera_b+", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["model"] == "sam2_hiera_base_plus" and not rec["cached"]
+    assert rec["url"] == "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_base_plus.pt"
+    assert rec["cache_path"] == str(tmp_path / "sam2_hiera_base_plus.pt")
+
+
+# ============================================================================ video
+@needs_data
+def test_video_main_job_on_bedroom(ckpt, tmp_path, capsys):
+    """The README's main job on 3 frames: palette PNGs + RLE JSON + a playable overlay mp4."""
+    out = tmp_path / "out"
+    rc = main(["video", str(BEDROOM), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
+               "--box", "2:0:500,200,700,400", "--out", str(out), "--overlay",
+               str(out / "overlay.mp4"), "--format", "both", "--max-frames", "3", "--image-size", "64"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "random weights" in cap.err  # warned
+    assert "3 frames" in cap.out
+    names = _entries(out)
+    assert names == ["00000.json", "00000.png", "00001.json", "00001.png", "00002.json",
+                     "00002.png", "overlay.mp4", "run.json"]
+    for i in range(3):
+        mask, pal = load_palette_png(out / f"{i:05d}.png")
+        assert mask.shape == (540, 960) and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 1, 2} and bytes(pal[:768]) == DAVIS_PALETTE
+        with Image.open(out / f"{i:05d}.png") as im:
+            assert "RANDOM" in im.info["sam2_fast"]
+        rec = json.loads((out / f"{i:05d}.json").read_text())
+        assert rec["frame_index"] == i and [o["obj_id"] for o in rec["objects"]] == [1, 2]
+        dec = decode_rle([o["segmentation"] for o in rec["objects"]])
+        assert dec.shape == (2, 540, 960)
+        # the PNG is the RLE masks packed with the lower id on top
+        packed = np.where(dec[0], 1, np.where(dec[1], 2, 0))
+        assert (packed == mask).all()
+    frames = list(read_video_frames(out / "overlay.mp4"))
+    assert len(frames) == 3 and frames[0].shape == (540, 960, 3)
+    run = json.loads((out / "run.json").read_text())
+    assert run["random_weights"] and run["num_frames_written"] == 3 and run["frames"] == [0, 2]
+    assert _entries(tmp_path) == ["out"]  # no staging folder left
+
+
+@needs_data
+def test_video_mp4_reverse_overlay_outside(ckpt, tmp_path):
+    out, ov = tmp_path / "masks", tmp_path / "vis" / "ov.mp4"
+    rc = main(["video", str(BEDROOM_MP4), "--weights", str(ckpt), "--point", "3:4:300,200",
+               "--point", "3:4:320,220:0", "--out", str(out), "--overlay", str(ov), "--reverse",
+               "--max-frames", "2", "--fps", "12", *SMALL])
+    assert rc == 0
+    assert _entries(out) == ["00003.png", "00004.png", "run.json"]
+    assert set(np.unique(load_palette_png(out / "00004.png")[0])) <= {0, 3}
+    assert len(list(read_video_frames(ov))) == 2
+    assert _entries(tmp_path) == ["masks", "vis"]
+
+
+@needs_data
+def test_video_dry(ckpt, tmp_path, capsys):
+    rc = main(["video", str(BEDROOM), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
+               "--out", str(tmp_path / "o"), "--dry", "--image-size", "128", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "sam2.1_hiera_tiny" in out and "RANDOM WEIGHTS" in out and "(N, 3, 128, 128)" in out
+    assert "200 frames" in out and "backend" in out and "(1, 1, 540, 960)" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_data
+def test_video_write_failure_cleans_up(ckpt, tmp_path, monkeypatch, capsys):
+    """A failure in the middle (disk full on frame 2) leaves neither masks nor the overlay."""
+    import sam2_fast.io.masks as masks_mod
+
+    real = masks_mod.save_palette_png
+    calls = []
+
+    def flaky(path, *a, **k):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(masks_mod, "save_palette_png", flaky)
+    _assert_bad(capsys, ["video", str(BEDROOM), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
+                         "--out", str(tmp_path / "out"), "--overlay", str(tmp_path / "ov.mp4"),
+                         "--max-frames", "3", *SMALL], "No space left", tmp_path)
+    assert len(calls) == 2
+
+
+@needs_data
+@pytest.mark.parametrize("extra,match", [
+    (["--bogus"], "unrecognized arguments"),
+    (["--point", "1:0:210"], "malformed --point"),
+    (["--point", "x:0:1,2"], "malformed --point"),
+    (["--point", "1:0:1,2:7"], "LABEL"),
+    (["--point", "0:0:1,2"], "1..255"),
+    (["--box", "1:0:5,5,1"], "malformed --box"),
+    (["--box", "1:0:50,50,10,10"], "X1 >= X0"),
+    (["--point", "1:0:2000,10"], "outside the 960x540 frame"),
+    (["--box", "1:0:10,10,100,600"], "outside the 960x540 frame"),
+    (["--point", "1:200:10,10"], "past the end"),
+    (["--point", "1:0:10,10", "--start-frame", "250"], "past the end"),
+    (["--point", "1:0:10,10", "--max-frames", "0"], "--max-frames"),
+    (["--point", "1:0:10,10", "--image-size", "100"], "multiple of 32"),
+    (["--point", "1:0:10,10", "--dtype", "int8"], "--dtype"),
+    (["--point", "1:0:10,10", "--overlay", "x.gif"], "--overlay"),
+    ([], "at least one --point"),
+    pytest.param(["--point", "1:0:10,10", "--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+])
+def test_video_bad_prompts(ckpt, tmp_path, capsys, extra, match, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _assert_bad(capsys, ["video", str(BEDROOM), "--checkpoint", str(ckpt), "--out", "out", *extra],
+                match, tmp_path)
+
+
+@needs_data
+def test_video_bad_files(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trunc.pt").write_bytes(ckpt.read_bytes()[:4096])
+    (tmp_path / "junk.mp4").write_bytes(b"this is not a video" * 10)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "afile").write_text("x")
+    p = ["--point", "1:0:10,10"]
+    cases = [
+        (["video", str(BEDROOM), "--checkpoint", "missing.pt", *p, "--out", "o"], "not found"),
+        (["video", str(BEDROOM), "--checkpoint", "trunc.pt", *p, "--out", "o"], "truncated"),
+        (["video", str(BEDROOM), "--checkpoint", str(tmp_path / "afile"), *p, "--out", "o"], "checkpoint"),
+        (["video", "junk.mp4", "--checkpoint", str(ckpt), *p, "--out", "o"], "cannot read video"),
+        (["video", "nope.mp4", "--checkpoint", str(ckpt), *p, "--out", "o"], "not found"),
+        (["video", "empty", "--checkpoint", str(ckpt), *p, "--out", "o"], "no JPEG/PNG frames"),
+        (["video", str(BEDROOM), "--checkpoint", str(ckpt), *p, "--out", "afile/sub"], "output directory"),
+        (["video", str(BEDROOM), "--checkpoint", str(ckpt), *p, "--out", "afile"], "output directory"),
+        (["video", str(BEDROOM), "--checkpoint", str(ckpt), *p, "--out", "o", "--overlay", "afile/x.mp4"],
+         "--overlay"),
+        (["video", str(BEDROOM), "--checkpoint", str(ckpt), *p, "--out", "o", "--config",
+          "sam2_hiera_large", *SMALL], "does not match"),
+        (["video", str(BEDROOM), "--checkpoint", str(ckpt), "--model", "sam2.1_hiera_tiny", *p,
+          "--out", "o"], "not allowed with"),
+    ]
+    for argv, match in cases:
+        _assert_bad(capsys, argv, match, tmp_path)
+
+
+# ============================================================================ image
+@needs_data
+def test_image_multimask(ckpt, tmp_path, capsys):
+    out = tmp_path / "img"
+    rc = main(["image", str(IMAGE), "--checkpoint", str(ckpt), "--point", "500,375",
+               "--point", "100,100:0", "--multimask", "--out", str(out), "--image-size", "64"])
+    assert rc == 0, capsys.readouterr().err
+    assert _entries(out) == ["mask_0.png", "mask_1.png", "mask_2.png", "overlay.png", "result.json"]
+    res = json.loads((out / "result.json").read_text())
+    o = res["objects"][0]
+    assert len(o["iou_predictions"]) == 3 and isinstance(o["object_score_logit"], float)
+    assert res["random_weights"] and res["config"] == "sam2.1_hiera_tiny"
+    with Image.open(IMAGE) as im:
+        w, h = im.size
+    m = np.asarray(Image.open(out / "mask_1.png"))
+    assert m.shape == (h, w) and set(np.unique(m)) <= {0, 255}
+    assert np.asarray(Image.open(out / "overlay.png")).shape == (h, w, 3)
+
+
+@needs_data
+def test_image_two_boxes(ckpt, tmp_path):
+    out = tmp_path / "img"
+    assert main(["image", str(IMAGE), "--checkpoint", str(ckpt), "--box", "10,10,300,300",
+                 "--box", "400,200,700,500", "--out", str(out), *SMALL]) == 0
+    assert _entries(out) == ["mask_0_0.png", "mask_1_0.png", "overlay.png", "result.json"]
+    res = json.loads((out / "result.json").read_text())
+    assert len(res["objects"]) == 2
+
+
+@needs_data
+def test_image_bad_input(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    base = ["--checkpoint", str(ckpt), "--out", "o"]
+    cases = [
+        (["image", str(IMAGE), *base], "at least one --point"),
+        (["image", str(IMAGE), *base, "--point", "1,2,3"], "malformed --point"),
+        (["image", str(IMAGE), *base, "--point", "99999,1"], "outside"),
+        (["image", str(IMAGE), *base, "--box", "1,2,3,4", "--box", "5,6,7,8", "--point", "3,3"], "one --box"),
+        (["image", "bad.jpg", *base, "--point", "1,1"], "cannot read image"),
+        (["image", "missing.jpg", *base, "--point", "1,1"], "not found"),
+    ]
+    for argv, match in cases:
+        _assert_bad(capsys, argv, match, tmp_path)
+
+
+# ============================================================================ other commands
+def test_checkpoint_and_convert_bad_input(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["checkpoint", "sam2.1_hiera_tiny", "x.pt"], "--random"),
+        (["checkpoint", "--random", "sam2.1_hiera_huge", "x.pt"], "unknown SAM 2 config"),
+        (["checkpoint", "--random", "sam2.1_hiera_tiny", "x.bin"], "unknown checkpoint format"),
+        (["convert", str(ckpt), "x.onnx"], "unknown checkpoint format"),
+        (["convert", "missing.pt", "x.safetensors"], "not found"),
+        (["info", "missing.pt"], "not found"),
+        ([], "required"),
+    ]
+    for argv, match in cases:
+        _assert_bad(capsys, argv, match, tmp_path)
+
+
+# ============================================================================ hub
+def test_hub_urls_and_sizes():
+    assert len(hub.MODEL_URLS) == 8
+    for name, url in hub.MODEL_URLS.items():
+        date = "092824" if name.startswith("sam2.1") else "072824"
+        assert url == f"https://dl.fbaipublicfiles.com/segment_anything_2/{date}/{name}.pt"
+    assert hub.canonical_name("sam2.1_hiera_t.yaml") == "sam2.1_hiera_tiny"
+    with pytest.raises(hub.HubError, match="sam2.1_hiera_large"):
+        hub.canonical_name("sam3")
+    from sam2_fast.config import CONFIGS
+    from sam2_fast.model.sam2_model import Sam2Model
+
+    for name, cfg in CONFIGS.items():
+        with torch.device("meta"):
+            model = Sam2Model(cfg.with_image_size(64))
+        assert sum(v.numel() for v in model.state_dict().values()) == hub.MODEL_NUMEL[name], name
+
+
+def test_hub_offline_fails_at_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SAM2_FAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SAM2_FAST_OFFLINE", "1")
+    with pytest.raises(hub.HubError) as e:
+        hub.fetch_checkpoint("sam2.1_hiera_small")
+    msg = str(e.value)
+    assert str(tmp_path / "cache" / "sam2.1_hiera_small.pt") in msg
+    assert hub.MODEL_URLS["sam2.1_hiera_small"] in msg
+    _assert_bad(capsys, ["image", str(IMAGE), "--model", "sam2.1_hiera_small", "--point", "1,1",
+                         "--out", str(tmp_path / "o")], "put it at", tmp_path)
+
+
+def test_hub_cache_hit_download_and_size_check(ckpt, tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SAM2_FAST_CACHE", str(cache))
+    monkeypatch.setenv("SAM2_FAST_OFFLINE", "1")  # a cache hit must not touch the network
+    # a download (file:// stands in for https://) lands atomically in the cache, size-checked
+    monkeypatch.delenv("SAM2_FAST_OFFLINE")
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(ckpt.read_bytes()[: 1 << 20])
+    with pytest.raises(hub.HubError, match="should have"):
+        hub.fetch_checkpoint("sam2.1_hiera_tiny", url=truncated.as_uri(), progress=False)
+    assert not cache.exists() or list(cache.iterdir()) == []
+    p = hub.fetch_checkpoint("sam2.1_hiera_tiny", url=ckpt.as_uri(), progress=False)
+    assert p == cache / "sam2.1_hiera_tiny.pt" and p.stat().st_size == ckpt.stat().st_size
+    assert _entries(cache) == ["sam2.1_hiera_tiny.pt"]
+    monkeypatch.setenv("SAM2_FAST_OFFLINE", "1")
+    assert hub.fetch_checkpoint("sam2.1_hiera_tiny") == p
+    capsys.readouterr()
+    assert main(["video", str(BEDROOM), "--model", "sam2.1_hiera_tiny", "--point", "1:0:5,5",
+                 "--out", str(tmp_path / "o"), "--dry"]) == 0
+    assert str(p) in capsys.readouterr().out
+    # a damaged cached file is reported, not used
+    shutil.copyfile(truncated, cache / "sam2_hiera_tiny.pt")
+    with pytest.raises(hub.HubError, match="truncated or wrong file"):
+        hub.fetch_checkpoint("sam2_hiera_tiny")
+
+
+# ============================================================================ console script
+def _console():
+    exe = shutil.which("sam2-fast", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "sam2_fast"]
+
+
+def test_console_script(ckpt, tmp_path):
+    env = {**os.environ, "SAM2_FAST_CACHE": str(tmp_path)}
+    r = subprocess.run(_console() + ["info", str(ckpt), "--json"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["config"] == "sam2.1_hiera_tiny"
+    r = subprocess.run(_console() + ["video", str(tmp_path / "nope"), "--checkpoint", str(ckpt),
+                                     "--point", "1:0:1", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("sam2-fast: error: malformed --point")
+    r = subprocess.run([sys.executable, "-m", "sam2_fast", "--version"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("sam2-fast ")
