@@ -3,11 +3,13 @@
 Public API:
     build_sam2, Sam2Model           -- load the official checkpoints (.pt / .safetensors)
     Sam2ImagePredictor              -- drop-in for the official SAM2ImagePredictor
-    Sam2, Sam2ImagePrediction       -- one-object front door
+    Sam2, Sam2ImagePrediction       -- one front door: images, and video streams
+    Sam2VideoState, Sam2VideoFramePrediction, iter_frames -- streaming
     CONFIGS, get_config, Sam2Config -- the 8 published configs
 """
 
 from .api import Sam2, Sam2ImagePrediction
+from .predictors.streaming import Sam2VideoFramePrediction, Sam2VideoState, iter_frames
 from .build import build_sam2
 from .checkpoint import CheckpointError, load_state_dict, save_state_dict
 from .config import CONFIGS, Sam2Config, get_config
@@ -18,5 +20,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONFIGS", "CheckpointError", "PredictorStateError", "Sam2", "Sam2Config", "Sam2ImagePrediction",
-    "Sam2ImagePredictor", "Sam2Model", "build_sam2", "get_config", "load_state_dict", "save_state_dict",
+    "Sam2ImagePredictor", "Sam2Model", "Sam2VideoFramePrediction", "Sam2VideoState", "iter_frames", "build_sam2", "get_config", "load_state_dict", "save_state_dict",
 ]

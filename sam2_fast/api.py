@@ -1,14 +1,19 @@
-"""``Sam2``: the one-object front door for images (and, with the video work, streams).
+"""``Sam2``: one front door for images and video streams.
 
-``Sam2(model)`` or ``Sam2.from_checkpoint(path)``; :meth:`Sam2.predict_image` runs the same
-steps as :class:`~sam2_fast.predictors.image.Sam2ImagePredictor` (which it uses) and returns
-everything in one :class:`Sam2ImagePrediction`.
+``Sam2(model)`` or ``Sam2.from_checkpoint(path)``:
+
+* :meth:`Sam2.predict_image` runs the same steps as
+  :class:`~sam2_fast.predictors.image.Sam2ImagePredictor` (which it uses) and returns everything
+  in one :class:`Sam2ImagePrediction`;
+* :meth:`Sam2.new_video_state` + :meth:`Sam2.predict_video_frame` track objects through a
+  stream of frames that arrive one at a time, all objects batched, with bounded memory
+  (:mod:`sam2_fast.predictors.streaming`); :meth:`Sam2.track` drives it over any frame source.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,6 +22,8 @@ from .build import build_sam2
 from .checkpoint import PathLike
 from .model.sam2_model import Sam2Model
 from .predictors.image import Sam2ImagePredictor
+from .predictors.streaming import (DEFAULT_MAX_COND_FRAMES, Sam2VideoFramePrediction, Sam2VideoState,
+                                   StreamingTracker, iter_frames)
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Sam2:
             raise ValueError(f"model must be a Sam2Model, got {type(model).__name__}")
         self.model = model
         self._image_predictor = Sam2ImagePredictor(model)
+        self._tracker = StreamingTracker(model)
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[None, str, torch.device] = None,
@@ -79,3 +87,76 @@ class Sam2:
         obj = obj[0] if obj.shape[0] == 1 else obj
         return Sam2ImagePrediction(masks, ious, low, obj, tuple(p._orig_hw[0]),
                                    (self.model.image_size, self.model.image_size))
+
+    # ------------------------------------------------------------------ video streams
+    def new_video_state(self, num_frames: Optional[int] = None, *,
+                        max_cond_frames: int = DEFAULT_MAX_COND_FRAMES, fill_hole_area: int = 8,
+                        non_overlap_masks: bool = False,
+                        add_all_frames_to_correct_as_cond: bool = False) -> Sam2VideoState:
+        """A new, empty stream.
+
+        Args:
+            num_frames: the video length when known. Only used like the official
+                ``inference_state["num_frames"]``: it bounds the object-pointer window
+                (min(num_frames, 16)); None = unbounded stream (equal to any video of >= 16
+                frames offline).
+            max_cond_frames: prompted (conditioning) frames kept per object; beyond it the
+                oldest one after the first is dropped.
+            fill_hole_area: fill background holes up to this area (pixels of the 1/4-resolution
+                mask) like the official video predictor (8); 0 disables.
+            non_overlap_masks: keep only the best object per pixel in the returned masks.
+            add_all_frames_to_correct_as_cond: correction prompts on tracked objects make the
+                frame a conditioning frame (official option of the same name).
+
+        Raises:
+            ValueError: a bad argument.
+        """
+        return self._tracker.new_state(num_frames, max_cond_frames, fill_hole_area, non_overlap_masks,
+                                       add_all_frames_to_correct_as_cond)
+
+    def predict_video_frame(self, state: Sam2VideoState, frame, prompts: Optional[dict] = None
+                            ) -> Sam2VideoFramePrediction:
+        """Track every object of ``state`` on the next frame of the stream.
+
+        Args:
+            state: from :meth:`new_video_state`; advanced by one frame.
+            frame: (H, W, 3) uint8 RGB ndarray, PIL RGB image, or (H, W, 3) uint8 torch tensor
+                (any device). Every frame of a stream must have the first frame's size.
+            prompts: ``{obj_id: {"points": (N, 2) x, y pixels, "labels": (N,) 1/0,
+                "box": (4,) x0, y0, x1, y1 pixels, "mask": (H, W) bool}}`` for new objects (their
+                first prompt) or tracked ones (a correction), optionally with ``"frame_idx"``
+                (must equal ``state.frame_idx``). The first frame needs at least one.
+
+        Returns:
+            :class:`Sam2VideoFramePrediction` for every tracked object.
+
+        Raises:
+            ValueError: a frame of another size (never resized silently), non-RGB or non-uint8
+                input, prompts for a frame already passed or not arrived, an obj_id reused after
+                :meth:`remove_object`, malformed or out-of-frame prompts, no prompt on the first
+                frame. The state is unchanged after an error.
+        """
+        return self._tracker.step(state, frame, prompts)
+
+    def predict_video_frames(self, states: Sequence[Sam2VideoState], frames: Sequence,
+                             prompts: Optional[Sequence[Optional[dict]]] = None
+                             ) -> List[Sam2VideoFramePrediction]:
+        """:meth:`predict_video_frame` for several independent streams at once: the image
+        encoder runs on all frames as one batch. Raises ValueError as that method, or for
+        lists of different lengths / a stream given twice."""
+        return self._tracker.step_many(states, frames, prompts)
+
+    def remove_object(self, state: Sam2VideoState, obj_id) -> None:
+        """Stop tracking ``obj_id`` in ``state``; its id cannot be reused there.
+        Raises ValueError for an unknown id."""
+        state.remove_object(obj_id)
+
+    def track(self, source, prompts: Dict[int, dict], state: Optional[Sam2VideoState] = None
+              ) -> Iterator[Sam2VideoFramePrediction]:
+        """Track through any frame source (see :func:`sam2_fast.predictors.streaming.iter_frames`:
+        a video path or URL via PyAV, an int camera index via OpenCV, a frame folder, or any
+        iterable of frames), applying ``prompts[frame_idx]`` (the ``prompts`` dict of
+        :meth:`predict_video_frame`) on those frames. Yields one prediction per frame."""
+        state = state or self.new_video_state()
+        for frame in iter_frames(source):
+            yield self.predict_video_frame(state, frame, prompts.get(state.frame_idx))
