@@ -71,9 +71,16 @@ class PositionEmbeddingRandom(nn.Module):
             scale = 1.0
         self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
 
+    def _apply(self, fn, recurse=True):
+        # the Fourier matrix stays float32 whatever dtype the model is cast to (the official
+        # keeps it fp32 under autocast); outputs are float32, callers cast
+        super()._apply(fn, recurse)
+        self.positional_encoding_gaussian_matrix = self.positional_encoding_gaussian_matrix.float()
+        return self
+
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         """coords (..., 2) in [0, 1] (x, y) -> (..., 2*num_pos_feats) float32."""
-        coords = 2 * coords - 1
+        coords = 2 * coords.float() - 1
         coords = coords @ self.positional_encoding_gaussian_matrix
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)

@@ -1,0 +1,87 @@
+"""The benchmark scripts cannot rot: ``bench/gpu_check.sh --dry`` runs the whole GPU check on
+the CPU with tiny shapes (pytest -m gpu collection, ``bench_kernels.py --dry`` with the Triton
+interpreter, ``bench_vos.py --dry`` with the official predictors and sam2_fast, the
+``vos_optimized`` child with compile stubbed, the summary), writing to a temp dir; then the
+JSON is checked for every provider's rows. About 45-60 s on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _needs_official():
+    try:
+        import hydra  # noqa: F401
+        import sam2  # noqa: F401
+    except ImportError:
+        pytest.skip("the official sam2 (and hydra) are not installed")
+
+
+@pytest.mark.slow
+def test_gpu_check_dry(tmp_path):
+    _needs_official()
+    if shutil.which("bash") is None or shutil.which("timeout") is None:
+        pytest.skip("needs bash and coreutils timeout")
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable)
+    env.pop("TRITON_INTERPRET", None)  # the script sets it for the kernel dry run only
+    res = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--dry"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=400)
+    log = res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.returncode == 0, log
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) <= 8, names  # the device tool returns at most 8 files
+    for f in ("check.log", "kernels.json", "vos.json", "summary.txt"):
+        assert f in names, (names, log)
+
+    k = json.loads((out / "kernels.json").read_text())
+    assert k["ceilings"]["matmul_tflops"] > 0 and k["ceilings"]["copy_gbs"] > 0
+    provs = {r["provider"] for r in k["rows"] if "ms" in r}
+    assert {"triton", "torch", "official"} <= provs, (provs, log)
+    ops = {r["op"] for r in k["rows"] if "ms" in r}
+    assert ops == {"hiera", "mem_self", "mem_cross", "fpn"}, ops
+    assert not [r for r in k["rows"] if r.get("bad")], [r for r in k["rows"] if r.get("bad")]
+
+    v = json.loads((out / "vos.json").read_text())
+    done = {(r["task"], r["provider"], r.get("objects")) for r in v["results"] if "skipped" not in r}
+    skipped = [r for r in v["results"] if "skipped" in r]
+    assert not skipped, skipped
+    for want in [("vos", "official", 1), ("vos", "sam2_fast", 1), ("vos", "official_compiled", 1),
+                 ("image", "official", None), ("image", "sam2_fast", None),
+                 ("vos", "official", 2), ("vos", "sam2_fast", 2)]:
+        assert want in done, (want, done)
+    hl = {(h["size"], h["objects"]): h for h in v["headline"]}
+    assert hl[("tiny", 1)]["x_official"] > 0 and hl[("tiny", 1)]["x_compiled"] > 0
+    summary = (out / "summary.txt").read_text()
+    assert "end to end" in summary and "kernels" in summary
+    assert "x_official" in res.stdout  # the short table is printed last
+
+
+def test_hiera_shapes_cover_the_published_models():
+    """The kernel benchmark derives every Hiera attention shape from the configs: the block
+    counts add up to each variant's depth, and the q-pooling entries halve the grid."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import bench_kernels
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    from sam2_fast.config import CONFIGS
+
+    for var in ("tiny", "small", "base_plus", "large"):
+        shapes = bench_kernels.hiera_attention_shapes(var, 1024)
+        h = CONFIGS[f"sam2.1_hiera_{var}"].hiera
+        assert sum(s["blocks"] for s in shapes) == sum(h.stages)
+        assert sum(s["blocks"] for s in shapes if s["window"] == 0) == len(h.global_att_blocks)
+        pooled = [s for s in shapes if s["q_stride"] == 2]
+        assert [s["grid"] for s in pooled] == [256, 128, 64]
+        assert {s["grid"] for s in shapes} == {256, 128, 64, 32}
