@@ -13,14 +13,6 @@ from sam2_fast.model.memory_attention import MemoryAttention, RoPEAttention
 from sam2_fast.model.memory_encoder import MemoryEncoder
 
 
-def _need_rope_kernel():
-    import sam2_fast.kernels as K
-
-    if hasattr(K, "rope_attention") and hasattr(K, "axial_rope_tables"):
-        return
-    pytest.skip("sam2_fast.kernels.rope_attention not available yet")
-
-
 @pytest.fixture(scope="module")
 def official_tiny_128():
     torch.manual_seed(0)
@@ -62,7 +54,6 @@ def _make_memory(g, hw, b, n_mem, n_ptr):
 
 @pytest.mark.parametrize("n_mem,n_ptr", [(1, 0), (3, 8), (7, 64)])
 def test_memory_attention_parity(official_tiny_128, n_mem, n_ptr):
-    _need_rope_kernel()
     off = official_tiny_128.memory_attention
     ours = MemoryAttention(d_model=256, num_layers=4, dim_feedforward=2048, kv_in_dim=64,
                            rope_theta=10000.0, feat_size=8)
@@ -84,7 +75,6 @@ def test_memory_attention_parity(official_tiny_128, n_mem, n_ptr):
 
 def test_memory_attention_other_grid(official_tiny_128):
     """A grid other than the constructor's is recomputed (official recomputes sqrt(Nq))."""
-    _need_rope_kernel()
     off = official_tiny_128.memory_attention
     ours = MemoryAttention(feat_size=8)
     ours.load_state_dict(_sub_state(official_tiny_128, "memory_attention."), strict=True)
@@ -103,7 +93,6 @@ def test_memory_attention_other_grid(official_tiny_128):
 
 
 def test_memory_attention_bad_inputs():
-    _need_rope_kernel()
     ours = MemoryAttention(feat_size=4)
     curr = torch.randn(16, 1, 256)
     with pytest.raises(ValueError, match="batch"):
@@ -120,3 +109,25 @@ def test_backend_attribute_propagates():
     assert m.backend == "auto"
     m.backend = "torch"
     assert all(x.backend == "torch" for x in m.modules() if isinstance(x, RoPEAttention))
+
+
+def test_memory_attention_triton_backend(official_tiny_128):
+    """The memory attention through the Triton rope_attention kernel (interpreter on CPU)."""
+    from sam2_fast.kernels import interpreter_enabled
+
+    if not torch.cuda.is_available() and not interpreter_enabled():
+        pytest.skip("needs CUDA or TRITON_INTERPRET=1")
+    off = official_tiny_128.memory_attention
+    ours = MemoryAttention(feat_size=8)
+    ours.load_state_dict(_sub_state(official_tiny_128, "memory_attention."), strict=True)
+    ours.backend = "triton"
+    g = torch.Generator().manual_seed(11)
+    curr = torch.randn(64, 1, 256, generator=g)
+    curr_pos = torch.randn(64, 1, 256, generator=g)
+    mem, mem_pos = _make_memory(g, 64, 1, 3, 8)
+    with torch.no_grad():
+        ref = off(curr=[curr], curr_pos=[curr_pos], memory=mem, memory_pos=mem_pos,
+                  num_obj_ptr_tokens=8)
+        out = ours(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=8)
+    err = assert_close_rel(out, ref, "module")
+    print(f"memory attention (triton backend): rel L2 {err:.2e}")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -196,4 +197,53 @@ def load_video_frames(video: VideoSource, image_size: int) -> Tuple[torch.Tensor
     )
 
 
-__all__ = ["load_video_frames", "load_image_frame", "list_frame_files"]
+class AsyncFrameLoader:
+    """Frames of a folder loaded in a background thread (official ``AsyncVideoFrameLoader``).
+
+    Frame 0 is loaded at construction (it gives ``video_height``/``video_width``); the others
+    are loaded by a daemon thread, and ``loader[i]`` loads frame i at once if the thread has not
+    reached it yet. ``loader[i]`` is a (3, S, S) float32 CPU tensor, normalized as
+    :func:`load_video_frames`; ``len(loader)`` is the number of frames.
+
+    Raises (from the constructor):
+        ValueError: missing folder or no frames in it.
+        RuntimeError: frame 0 cannot be read.
+    ``loader[i]`` raises RuntimeError when a frame cannot be read (also for a failure seen
+    earlier by the background thread).
+    """
+
+    def __init__(self, folder: Union[str, os.PathLike], image_size: int) -> None:
+        self.paths = list_frame_files(folder)
+        self.image_size = image_size
+        self._frames: List[Optional[torch.Tensor]] = [None] * len(self.paths)
+        self._error: Optional[BaseException] = None
+        first, self.video_height, self.video_width = load_image_frame(self.paths[0], image_size)
+        self._frames[0] = first
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for i in range(len(self.paths)):
+                self[i]
+        except BaseException as e:  # surfaced on the next __getitem__
+            self._error = e
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if self._error is not None:
+            raise RuntimeError("frame loading thread failed") from self._error
+        img = self._frames[index]
+        if img is None:
+            img, _, _ = load_image_frame(self.paths[index], self.image_size)
+            self._frames[index] = img
+        return img
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait for the background thread (tests / shutdown)."""
+        self._thread.join(timeout)
+
+
+__all__ = ["load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader"]

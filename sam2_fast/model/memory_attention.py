@@ -16,7 +16,7 @@ all but the last ``num_k_exclude_rope`` keys, then softmax attention).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from sam2_fast.config import NO_OBJ_SCORE
 from sam2_fast.model.position_encoding import get_1d_sine_pe

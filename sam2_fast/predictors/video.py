@@ -23,15 +23,16 @@ Differences from the official, all on purpose:
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sam2_fast.config import NO_OBJ_SCORE
-from sam2_fast.io.frames import load_video_frames
+from sam2_fast.io.frames import AsyncFrameLoader, load_video_frames
 
 
 # ----------------------------------------------------------------------------- hole filling
@@ -162,7 +163,9 @@ class Sam2VideoPredictor:
                 PyAV), or a list of (H, W, 3) uint8 RGB frames.
             offload_video_to_cpu: keep the preprocessed frames on the CPU.
             offload_state_to_cpu: keep memories and masks on the CPU between frames.
-            async_loading_frames: accepted for API compatibility; frames are loaded eagerly.
+            async_loading_frames: for a frame folder, load frame 0 now and the others in a
+                background thread (kept on the CPU, moved per frame); ignored for video files
+                and frame lists (loaded at once), as the official.
 
         Returns:
             the inference state (a dict with the official keys: ``images``, ``num_frames``,
@@ -173,13 +176,18 @@ class Sam2VideoPredictor:
             ValueError: a missing/empty folder, an empty frame list, bad frame arrays.
             RuntimeError: an unreadable frame or an undecodable video file.
         """
-        images, video_height, video_width = load_video_frames(video_path, self.image_size)
         device = self.device
-        if not offload_video_to_cpu:
-            images = images.to(device)
+        if async_loading_frames and isinstance(video_path, (str, os.PathLike)) \
+                and os.path.isdir(video_path):
+            images = AsyncFrameLoader(video_path, self.image_size)
+            video_height, video_width = images.video_height, images.video_width
+        else:
+            images, video_height, video_width = load_video_frames(video_path, self.image_size)
+            if not offload_video_to_cpu:
+                images = images.to(device)
         state: dict = {
             "images": images,
-            "num_frames": int(images.shape[0]),
+            "num_frames": len(images),
             "offload_video_to_cpu": offload_video_to_cpu,
             "offload_state_to_cpu": offload_state_to_cpu,
             "video_height": video_height,
@@ -413,8 +421,16 @@ class Sam2VideoPredictor:
         return self._frame_output(inference_state, frame_idx, is_cond)
 
     def _frame_role(self, inference_state, obj_idx, frame_idx):
+        """(is_init_cond_frame, reverse, is_cond, storage_key) of a prompt on ``frame_idx``.
+
+        As the official, a prompt on a frame the object was tracked on corrects it (with
+        memory); unlike the official (which fails an assertion), an object left with no
+        conditioning frame at all (its prompts were cleared) starts afresh from the prompt."""
         tracked = inference_state["frames_tracked_per_obj"][obj_idx]
-        is_init_cond_frame = frame_idx not in tracked
+        has_cond = bool(
+            inference_state["output_dict_per_obj"][obj_idx]["cond_frame_outputs"]
+            or inference_state["temp_output_dict_per_obj"][obj_idx]["cond_frame_outputs"])
+        is_init_cond_frame = frame_idx not in tracked or not has_cond
         reverse = False if is_init_cond_frame else tracked[frame_idx]["reverse"]
         is_cond = is_init_cond_frame or self.add_all_frames_to_correct_as_cond
         storage_key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
