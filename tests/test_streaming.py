@@ -207,3 +207,19 @@ def test_iter_frames_sources(frames):
     assert list(iter_frames(iter(frames[:2])))[1] is frames[1]
     with pytest.raises(ValueError, match="does not exist"):
         next(iter(iter_frames("no/such/video.mp4")))
+
+
+def test_offline_predictor_batches_objects(model, frames):
+    """Sam2VideoPredictor tracks objects with one memory layout as one batch; the result equals
+    tracking them one at a time."""
+    outs = {}
+    for batch in (True, False):
+        pred = Sam2VideoPredictor(model, batch_objects=batch)
+        st = pred.init_state(frames[:5])
+        for o in (1, 2, 3):
+            p = PROMPTS[o]
+            pred.add_new_points_or_box(st, 0, o, points=p.get("points"), labels=p.get("labels"), box=p.get("box"))
+        assert pred._layout_groups(st, [0, 1, 2]) == ([[0, 1, 2]] if batch else [[0], [1], [2]])
+        outs[batch] = [m.clone() for _, _, m in pred.propagate_in_video(st)]
+    for a, b in zip(outs[True], outs[False]):
+        assert_close_rel(a, b, "video_late_frame", what="offline batched vs one at a time")

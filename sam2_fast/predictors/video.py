@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Iterator, List, Optional, Tuple
+from collections.abc import Mapping
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -104,6 +105,55 @@ def fill_holes_in_mask_scores(mask: torch.Tensor, max_area: int) -> torch.Tensor
     return torch.where(is_hole, torch.full_like(mask, 0.1), mask)
 
 
+# ----------------------------------------------------------------------------- batching
+class _CatBank(Mapping):
+    """A read-only view of several objects' ``{frame: out}`` dicts with the same keys, whose
+    ``out`` tensors are concatenated over the batch on access (only the frames the tracking
+    step reads are materialized)."""
+
+    def __init__(self, dicts: List[Dict[int, dict]]) -> None:
+        self._dicts = dicts
+        self._cache: Dict[int, dict] = {}
+
+    def __getitem__(self, t: int) -> dict:
+        if t not in self._cache:
+            outs = [d[t] for d in self._dicts]
+            merged = {}
+            for k, v in outs[0].items():
+                if isinstance(v, torch.Tensor):
+                    merged[k] = torch.cat([o[k] for o in outs], dim=0)
+                elif isinstance(v, list):
+                    merged[k] = [torch.cat(ps, dim=0) for ps in zip(*(o[k] for o in outs))]
+                else:
+                    merged[k] = v
+            self._cache[t] = merged
+        return self._cache[t]
+
+    def __iter__(self):
+        return iter(self._dicts[0])
+
+    def __len__(self) -> int:
+        return len(self._dicts[0])
+
+
+def _batched_bank(banks: List[dict]) -> dict:
+    """Several per-object memory banks with one layout -> one batched bank (lazy)."""
+    return {k: _CatBank([b[k] for b in banks]) for k in ("cond_frame_outputs", "non_cond_frame_outputs")}
+
+
+def _bank_row(out: dict, j: int) -> dict:
+    """Row ``j`` of a batched per-frame output (views)."""
+    row = {}
+    for k, v in out.items():
+        if isinstance(v, torch.Tensor):
+            row[k] = v[j:j + 1]
+        elif isinstance(v, list):
+            row[k] = [p[j:j + 1] for p in v]
+        else:
+            row[k] = v
+    return row
+
+
 # ----------------------------------------------------------------------------- predictor
 class Sam2VideoPredictor:
     """Video object segmentation with prompts (official ``SAM2VideoPredictor`` API).
@@ -119,6 +169,10 @@ class Sam2VideoPredictor:
         add_all_frames_to_correct_as_cond: correction clicks on tracked frames make them
             conditioning frames.
         memory_dtype: dtype the spatial memories are stored in; None = the model's dtype.
+        batch_objects: during propagation, track objects whose memory banks have the same frame
+            layout (e.g. all prompted on the same frame) as one batch through memory attention,
+            the mask decoder and the memory encoder (the official loops over objects; results
+            agree within fp32 rounding). False = one object at a time.
 
     All methods run under ``torch.inference_mode``. Masks returned are float32 logits at the
     video resolution, (num_objects, 1, H, W), ``NO_OBJ_SCORE`` (-1024) where an object is
@@ -128,7 +182,7 @@ class Sam2VideoPredictor:
     def __init__(self, model, fill_hole_area: int = 8, non_overlap_masks: bool = False,
                  clear_non_cond_mem_around_input: bool = False,
                  add_all_frames_to_correct_as_cond: bool = False,
-                 memory_dtype: Optional[torch.dtype] = None) -> None:
+                 memory_dtype: Optional[torch.dtype] = None, batch_objects: bool = True) -> None:
         if fill_hole_area < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         self.model = model.eval()
@@ -137,6 +191,7 @@ class Sam2VideoPredictor:
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.memory_dtype = memory_dtype
+        self.batch_objects = batch_objects
 
     # ------------------------------------------------------------------ properties
     @property
@@ -571,27 +626,48 @@ class Sam2VideoPredictor:
             order = range(start_frame_idx, end + 1)
         device = inference_state["device"]
         for frame_idx in order:
-            per_obj = []
+            pred: List[Optional[torch.Tensor]] = [None] * batch_size
+            to_track = []
             for obj_idx in range(batch_size):
                 outd = inference_state["output_dict_per_obj"][obj_idx]
                 if frame_idx in outd["cond_frame_outputs"]:
-                    pred_masks = outd["cond_frame_outputs"][frame_idx]["pred_masks"].to(
+                    pred[obj_idx] = outd["cond_frame_outputs"][frame_idx]["pred_masks"].to(
                         device, non_blocking=True)
                     if self.clear_non_cond_mem_around_input:
                         self._clear_obj_non_cond_mem_around_input(inference_state, frame_idx,
                                                                   obj_idx)
                 else:
-                    current_out, pred_masks = self._run_single_frame_inference(
-                        inference_state, outd, frame_idx, batch_size=1,
-                        is_init_cond_frame=False, point_inputs=None, mask_inputs=None,
-                        reverse=reverse, run_mem_encoder=True)
-                    outd["non_cond_frame_outputs"][frame_idx] = current_out
+                    to_track.append(obj_idx)
+            # objects whose memory banks have the same frame layout are tracked as one batch
+            for group in self._layout_groups(inference_state, to_track):
+                banks = [inference_state["output_dict_per_obj"][i] for i in group]
+                bank = banks[0] if len(banks) == 1 else _batched_bank(banks)
+                current_out, pred_masks = self._run_single_frame_inference(
+                    inference_state, bank, frame_idx, batch_size=len(group),
+                    is_init_cond_frame=False, point_inputs=None, mask_inputs=None,
+                    reverse=reverse, run_mem_encoder=True)
+                for j, obj_idx in enumerate(group):
+                    row = current_out if len(group) == 1 else _bank_row(current_out, j)
+                    banks[j]["non_cond_frame_outputs"][frame_idx] = row
+                    pred[obj_idx] = pred_masks[j:j + 1]
+            for obj_idx in range(batch_size):
                 inference_state["frames_tracked_per_obj"][obj_idx][frame_idx] = {
                     "reverse": reverse}
-                per_obj.append(pred_masks)
-            all_masks = torch.cat(per_obj, dim=0) if len(per_obj) > 1 else per_obj[0]
+            all_masks = torch.cat(pred, dim=0) if len(pred) > 1 else pred[0]
             _, video_res_masks = self._get_orig_video_res_output(inference_state, all_masks)
             yield frame_idx, obj_ids, video_res_masks
+
+    def _layout_groups(self, inference_state: dict, obj_idxs: List[int]) -> List[List[int]]:
+        """Split objects into batches with identical memory layouts (same conditioning and
+        tracked frames, in the same order); one batch each when ``batch_objects`` is off."""
+        if not self.batch_objects:
+            return [[i] for i in obj_idxs]
+        groups: Dict[tuple, List[int]] = {}
+        for i in obj_idxs:
+            outd = inference_state["output_dict_per_obj"][i]
+            key = (tuple(outd["cond_frame_outputs"]), tuple(outd["non_cond_frame_outputs"]))
+            groups.setdefault(key, []).append(i)
+        return list(groups.values())
 
     # ------------------------------------------------------------------ edits
     @torch.inference_mode()
