@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .io import av_errors
 
 PROG = "sam2-fast"
 EXIT_BAD_INPUT = 2
@@ -316,6 +319,8 @@ def inspect_checkpoint(path: os.PathLike) -> CheckpointInfo:
     """
     import torch
 
+    from safetensors import SafetensorError
+
     from .checkpoint import CheckpointError, load_state_dict
 
     path = Path(path)
@@ -351,7 +356,7 @@ def inspect_checkpoint(path: os.PathLike) -> CheckpointInfo:
                 raise ValueError("empty")
     except CheckpointError:
         raise
-    except Exception:
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError):
         load_state_dict(path)  # raises the readable CheckpointError
         raise CheckpointError(f"cannot read checkpoint {path}")
     return CheckpointInfo(path, fmt, path.stat().st_size, shapes, meta)
@@ -590,7 +595,7 @@ def open_video(path_str: str) -> VideoSource:
                 raise CliError(f"cannot read video {path}: no frame size")
     except CliError:
         raise
-    except Exception as e:  # av.error.InvalidDataError and friends, OSError
+    except av_errors() as e:
         raise CliError(f"cannot read video {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return VideoSource(path, "file", n, int(w), int(h), float(rate) if rate else None)
 
@@ -620,7 +625,7 @@ def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray
                     frames.append(fr.to_ndarray(format="rgb24"))
                     if hi is not None and i >= hi:
                         break
-        except Exception as e:
+        except av_errors() as e:
             raise CliError(f"cannot decode video {src.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     for i, f in enumerate(frames):
         if f.shape[:2] != (src.height, src.width):

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from sam2_fast.config import PIXEL_MEAN, PIXEL_STD
+from sam2_fast.io import av_errors
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -130,7 +131,7 @@ def _load_video_file(path, image_size: int) -> Tuple[torch.Tensor, int, int]:
                 frames.append(_preprocess_pil(img, image_size))
     except RuntimeError:
         raise
-    except Exception as e:  # av.error.* (InvalidDataError, ...) and OSError
+    except av_errors() as e:
         raise RuntimeError(f"cannot decode video file {path!r}: {e}") from e
     if not frames:
         raise RuntimeError(f"video file {path!r} decoded to no frames")

@@ -23,6 +23,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from . import av_errors
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -303,7 +305,7 @@ class VideoWriter:
             codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         try:
             self._container = av.open(str(self._tmp), mode="w")
-        except Exception as e:  # av.error.* and OSError
+        except av_errors() as e:
             raise OSError(f"cannot write video {self.path}: {e}") from e
         try:
             rate = Fraction(fps).limit_denominator(1001)
@@ -315,7 +317,7 @@ class VideoWriter:
                 self._stream.options = {"crf": "20", "preset": "veryfast"}
             for k, v in (metadata or {}).items():
                 self._container.metadata[k] = v
-        except Exception as e:
+        except (*av_errors(), TypeError, KeyError) as e:
             self._abort()
             raise RuntimeError(f"cannot open the {codec} encoder for {self.path}: {e}") from e
         self._closed = False
@@ -340,8 +342,8 @@ class VideoWriter:
     def _abort(self) -> None:
         try:
             self._container.close()
-        except Exception:
-            pass
+        except av_errors():
+            pass  # already failing: the partial file is removed below
         self._tmp.unlink(missing_ok=True)
         self._closed = True
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
+from ..io import av_errors
 from ..model.sam2_model import Sam2Model
 from .video import fill_holes_in_mask_scores
 
@@ -132,7 +133,7 @@ def iter_frames(source) -> Iterator[np.ndarray]:
 
         try:
             container = av.open(s)
-        except Exception as e:  # av.error.* and OSError
+        except av_errors() as e:
             raise RuntimeError(f"cannot open video {s!r}: {e}") from e
         with container:
             yield from _decode(container, s)
@@ -150,7 +151,7 @@ def _decode(container, name: str) -> Iterator[np.ndarray]:
     try:
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
-    except Exception as e:  # av.error.*
+    except av_errors() as e:
         raise RuntimeError(f"cannot decode video {name!r}: {e}") from e
 
 
