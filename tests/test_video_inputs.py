@@ -321,3 +321,36 @@ def test_async_frame_loader(video6):
 def test_constructor_options():
     with pytest.raises(ValueError, match="fill_hole_area"):
         Sam2VideoPredictor(torch.nn.Linear(1, 1), fill_hole_area=-1)
+
+
+def test_lazy_frames_keep_memory_flat(tmp_path):
+    """lazy_frames=True reads frames on demand and holds at most 16 (long videos)."""
+    import shutil
+
+    import torch
+
+    from sam2_fast.checkpoint import randomize_
+    from sam2_fast.config import get_config
+    from sam2_fast.io.frames import LazyFrameLoader, load_video_frames
+    from sam2_fast.model.sam2_model import Sam2Model
+    from sam2_fast.predictors.video import Sam2VideoPredictor
+
+    src = Path(BEDROOM)
+    for i in range(20):
+        shutil.copy(src / f"{i:05d}.jpg", tmp_path / f"{i:05d}.jpg")
+    eager, h, w = load_video_frames(tmp_path, 64)
+    lazy = LazyFrameLoader(tmp_path, 64)
+    assert (lazy.video_height, lazy.video_width) == (h, w) and len(lazy) == 20
+    for i in (5, 19, 0, 7):
+        assert torch.equal(lazy[i], eager[i])
+    for i in range(20):
+        lazy[i]
+    assert len(lazy._cache) == 16
+    model = randomize_(Sam2Model(get_config("sam2.1_hiera_tiny", 64)), seed=2).eval()
+    pred = Sam2VideoPredictor(model)
+    st = pred.init_state(str(tmp_path), lazy_frames=True)
+    pred.add_new_points_or_box(st, 0, 1, points=[[210, 350]], labels=[1])
+    n = sum(1 for _ in pred.propagate_in_video(st, max_frame_num_to_track=19))
+    assert n == 20 and len(st["images"]._cache) <= 16
+    with pytest.raises(ValueError, match="lazy_frames=True needs a folder"):
+        pred.init_state([np.zeros((8, 8, 3), np.uint8)], lazy_frames=True)

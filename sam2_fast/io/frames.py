@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -247,4 +248,40 @@ class AsyncFrameLoader:
         self._thread.join(timeout)
 
 
-__all__ = ["load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader"]
+class LazyFrameLoader:
+    """Frames of a folder read from disk when asked for, with at most ``cache_size``
+    preprocessed frames kept (least recently used dropped): memory stays flat however long the
+    video. ``loader[i]`` is a (3, S, S) float32 CPU tensor normalized as
+    :func:`load_video_frames`; ``len(loader)`` is the number of frames.
+
+    Raises (constructor): ValueError for a missing folder, no frames, or cache_size < 1;
+    RuntimeError if frame 0 cannot be read. ``loader[i]``: IndexError out of range,
+    RuntimeError for an unreadable frame.
+    """
+
+    def __init__(self, folder: Union[str, os.PathLike], image_size: int, cache_size: int = 16) -> None:
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+        self.paths = list_frame_files(folder)
+        self.image_size = image_size
+        self.cache_size = cache_size
+        first, self.video_height, self.video_width = load_image_frame(self.paths[0], image_size)
+        self._cache: "OrderedDict[int, torch.Tensor]" = OrderedDict({0: first})
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self.paths):
+            raise IndexError(f"frame {index} out of range (0..{len(self.paths) - 1})")
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        img, _, _ = load_image_frame(self.paths[index], self.image_size)
+        self._cache[index] = img
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return img
+
+
+__all__ = ["load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader", "LazyFrameLoader"]

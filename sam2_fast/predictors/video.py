@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from sam2_fast.config import NO_OBJ_SCORE
-from sam2_fast.io.frames import AsyncFrameLoader, load_video_frames
+from sam2_fast.io.frames import AsyncFrameLoader, LazyFrameLoader, load_video_frames
 
 
 # ----------------------------------------------------------------------------- hole filling
@@ -210,7 +210,7 @@ class Sam2VideoPredictor:
     @torch.inference_mode()
     def init_state(self, video_path, offload_video_to_cpu: bool = False,
                    offload_state_to_cpu: bool = False,
-                   async_loading_frames: bool = False) -> dict:
+                   async_loading_frames: bool = False, lazy_frames: bool = False) -> dict:
         """Load a video and create its inference state (official ``init_state``).
 
         Args:
@@ -221,6 +221,10 @@ class Sam2VideoPredictor:
             async_loading_frames: for a frame folder, load frame 0 now and the others in a
                 background thread (kept on the CPU, moved per frame); ignored for video files
                 and frame lists (loaded at once), as the official.
+            lazy_frames: for a frame folder, read each frame from disk when it is needed and
+                keep only the 16 most recent (:class:`~sam2_fast.io.frames.LazyFrameLoader`): for
+                videos too long to hold in memory (not in the official). ValueError for other
+                sources.
 
         Returns:
             the inference state (a dict with the official keys: ``images``, ``num_frames``,
@@ -232,8 +236,14 @@ class Sam2VideoPredictor:
             RuntimeError: an unreadable frame or an undecodable video file.
         """
         device = self.device
-        if async_loading_frames and isinstance(video_path, (str, os.PathLike)) \
-                and os.path.isdir(video_path):
+        is_folder = isinstance(video_path, (str, os.PathLike)) and os.path.isdir(video_path)
+        if lazy_frames:
+            if not is_folder:
+                raise ValueError("lazy_frames=True needs a folder of frames (extract the video's "
+                                 "frames first); video files and frame lists load at once")
+            images = LazyFrameLoader(video_path, self.image_size)
+            video_height, video_width = images.video_height, images.video_width
+        elif async_loading_frames and is_folder:
             images = AsyncFrameLoader(video_path, self.image_size)
             video_height, video_width = images.video_height, images.video_width
         else:
