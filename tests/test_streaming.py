@@ -127,17 +127,29 @@ def test_batched_equals_one_at_a_time(model, frames):
                          "video_late_frame", what="batched vs single scores")
 
 
-def test_several_streams_in_one_call(model, frames):
+def test_several_streams_in_one_call(model, frames, monkeypatch):
+    """B streams x N objects: one image-encoder batch, and one tracking batch for streams whose
+    memory layouts match; each stream's results equal running it alone."""
     sam = sam2_fast.Sam2(model)
-    a, b = sam.new_video_state(num_frames=4), sam.new_video_state(num_frames=4)
-    single = sam.new_video_state(num_frames=4)
-    for i in range(4):
-        pa = {1: PROMPTS[1]} if i == 0 else None
+    a, b = sam.new_video_state(num_frames=5), sam.new_video_state(num_frames=5)
+    sa, sb = sam.new_video_state(num_frames=5), sam.new_video_state(num_frames=5)
+    calls = []
+    real = model.track_step
+    monkeypatch.setattr(model, "track_step", lambda *a_, **k: calls.append(k["current_vision_feats"][-1].shape[1]) or real(*a_, **k))
+    for i in range(5):
+        pa = {1: PROMPTS[1], 3: PROMPTS[3]} if i == 0 else None
         pb = {7: PROMPTS[2]} if i == 0 else None
+        calls.clear()
         oa, ob = sam.predict_video_frames([a, b], [frames[i], frames[-1 - i]], [pa, pb])
-        os_ = sam.predict_video_frame(single, frames[i], pa)
-        assert ob.obj_ids == [7]
-        assert_close_rel(oa.mask_logits, os_.mask_logits, "video_late_frame", what="multi-stream vs single")
+        if i > 0:
+            assert calls == [3], calls  # 2 + 1 objects of two streams in one tracking step
+        ra = sam.predict_video_frame(sa, frames[i], pa)
+        rb = sam.predict_video_frame(sb, frames[-1 - i], pb)
+        assert ob.obj_ids == [7] and oa.obj_ids == [1, 3]
+        assert_close_rel(oa.mask_logits, ra.mask_logits, "video_late_frame", what="multi-stream vs single")
+        assert_close_rel(ob.mask_logits, rb.mask_logits, "video_late_frame", what="multi-stream vs single")
+        assert_close_rel(ob.object_score_logits, rb.object_score_logits, "video_late_frame",
+                         what="multi-stream vs single scores")
 
 
 def test_memory_is_bounded_over_1000_frames():

@@ -13,6 +13,9 @@ Memory bank (:class:`Sam2VideoState`), per *group* of objects:
   through memory attention, the mask decoder and the memory encoder (their memory banks have
   the same frame layout, so one ``track_step`` serves them all); the image encoder runs once
   per frame for every group;
+* several streams (``Sam2.predict_video_frames``): one image-encoder batch for all frames, and
+  groups of different streams whose layouts match relative to their current frames (streams
+  prompted alike) share one tracking batch (B streams x N objects);
 * conditioning memories: the frames where the group's objects were first prompted (and
   corrections when ``add_all_frames_to_correct_as_cond``), at most ``max_cond_frames`` of
   them; beyond that the oldest one after the first is dropped (policy: keep the initial prompt
@@ -36,7 +39,7 @@ from PIL import Image
 from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
 from ..io import av_errors
 from ..model.sam2_model import Sam2Model
-from .video import fill_holes_in_mask_scores
+from .video import _CatBank, fill_holes_in_mask_scores
 
 DEFAULT_MAX_COND_FRAMES = 16
 
@@ -423,11 +426,18 @@ class StreamingTracker:
         preps = [self.prepare(s, f, None if prompts is None else prompts[i])
                  for i, (s, f) in enumerate(zip(states, frames))]
         bo = self.model.forward_image(torch.cat([p[0] for p in preps]))
-        outs = []
-        for i, (s, (_, h, w, parsed)) in enumerate(zip(states, preps)):
-            one = {"backbone_fpn": [f[i:i + 1] for f in bo["backbone_fpn"]],
-                   "vision_pos_enc": [p[i:i + 1] for p in bo["vision_pos_enc"]]}
-            outs.append(self.run(s, one, h, w, parsed))
+        singles = [{"backbone_fpn": [f[i:i + 1] for f in bo["backbone_fpn"]],
+                    "vision_pos_enc": [p[i:i + 1] for p in bo["vision_pos_enc"]]} for i in range(len(states))]
+        outs: List[Optional[Sam2VideoFramePrediction]] = [None] * len(states)
+        quiet = [i for i, p in enumerate(preps) if not p[3]]  # no prompts: batch across streams
+        if len(quiet) > 1:
+            results = self._track_across_streams([(states[i], singles[i]) for i in quiet])
+            for i, res in zip(quiet, results):
+                states[i].video_size = (preps[i][1], preps[i][2])
+                outs[i] = self._finish(states[i], res, preps[i][1], preps[i][2])
+        for i, (st, (_, h, w, parsed)) in enumerate(zip(states, preps)):
+            if outs[i] is None:
+                outs[i] = self.run(st, singles[i], h, w, parsed)
         return outs
 
     def run(self, state: Sam2VideoState, backbone_out: dict, h: int, w: int, parsed: dict
@@ -505,6 +515,12 @@ class StreamingTracker:
             for i, o in enumerate(new_ids):
                 results[o] = (filled[i:i + 1], scores[i:i + 1])
 
+        return self._finish(state, results, h, w)
+
+    def _finish(self, state: Sam2VideoState, results: Dict[Any, tuple], h: int, w: int
+                ) -> Sam2VideoFramePrediction:
+        """Prune the bank, advance the stream, and assemble the frame's prediction."""
+        t = state.frame_idx
         self._prune(state, t)
         state.frame_idx = t + 1
         ids = state.obj_ids
@@ -512,8 +528,50 @@ class StreamingTracker:
         scores = torch.cat([results[o][1] for o in ids]).float()
         logits = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
         if state.non_overlap_masks:
-            logits = m._apply_non_overlapping_constraints(logits)
+            logits = self.model._apply_non_overlapping_constraints(logits)
         return Sam2VideoFramePrediction(t, ids, logits, logits > 0, scores)
+
+    def _track_across_streams(self, items: List[tuple]) -> List[Dict[Any, tuple]]:
+        """Track the groups of several prompt-free streams; groups whose memory layouts match
+        relative to their streams' current frames (e.g. streams prompted alike) run as one
+        batch. ``items``: [(state, backbone_out)]. Returns per-stream results
+        {obj_id: (filled low-res, score)}; the banks are updated as in :meth:`run`."""
+        m = self.model
+        batches: Dict[tuple, List[tuple]] = {}
+        for si, (state, bo) in enumerate(items):
+            t = state.frame_idx
+            for g in state.groups:
+                key = (tuple(f - t for f in g.cond), tuple(f - t for f in g.non_cond),
+                       state.num_frames, state.fill_hole_area)
+                batches.setdefault(key, []).append((si, state, g, bo))
+        per_stream: List[Dict[Any, tuple]] = [{} for _ in items]
+        for members in batches.values():
+            T = max(st.frame_idx for _, st, _, _ in members)  # a common frame index
+            rekeyed = [{f - st.frame_idx + T: o for f, o in bank.items()}
+                       for _, st, g, _ in members for bank in (g.cond, g.non_cond)]
+            bank = {"cond_frame_outputs": _CatBank(rekeyed[0::2]),
+                    "non_cond_frame_outputs": _CatBank(rekeyed[1::2])}
+            rows = [len(g.obj_ids) for _, _, g, _ in members]
+            feats_pos = [self._features(bo, n) for (_, _, _, bo), n in zip(members, rows)]
+            feats = [torch.cat(level, dim=1) for level in zip(*(fp[0] for fp in feats_pos))]
+            pos = [torch.cat(level, dim=1) for level in zip(*(fp[1] for fp in feats_pos))]
+            out = m.track_step(frame_idx=T, is_init_cond_frame=False, current_vision_feats=feats,
+                               current_vision_pos_embeds=pos, feat_sizes=feats_pos[0][2],
+                               point_inputs=None, mask_inputs=None, output_dict=bank,
+                               num_frames=self._num_frames(members[0][1]), run_mem_encoder=True)
+            filled = self._fill(members[0][1], out["pred_masks"])
+            start = 0
+            for (si, st, g, _), n in zip(members, rows):
+                sl = slice(start, start + n)
+                g.non_cond[st.frame_idx] = {
+                    "maskmem_features": out["maskmem_features"][sl],
+                    "maskmem_pos_enc": [p[sl] for p in out["maskmem_pos_enc"]],
+                    "obj_ptr": out["obj_ptr"][sl], "object_score_logits": out["object_score_logits"][sl]}
+                for i, o in enumerate(g.obj_ids):
+                    per_stream[si][o] = (filled[start + i:start + i + 1],
+                                         out["object_score_logits"][start + i:start + i + 1])
+                start += n
+        return per_stream
 
     def _row_bank(self, g: _Group, i: int) -> dict:
         """Object ``i`` of group ``g`` as a one-object memory bank (views, no copies)."""
