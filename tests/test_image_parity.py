@@ -15,7 +15,7 @@ from PIL import Image
 
 import sam2_fast
 from official import ALL_CONFIGS, DATA_DIR, build_official, install_torchvision_shim, save_checkpoint
-from tolerances import assert_close_rel, rel_l2
+from tolerances import MASK_FLIP_FRACTION, assert_close_rel, rel_l2, tol
 
 SMALL = 128  # image_size for the all-configs sweep (feature map 8x8, masks 32x32)
 CASES = [(name, SMALL) for name in ALL_CONFIGS] + [
@@ -151,7 +151,7 @@ def test_image_predictor_end_to_end(pair):
                 assert_close_rel(oo, rr, "image_predictor", what=f"predict.{what}")
             binary = ours.predict(**kw, multimask_output=multimask)[0]
             assert binary.dtype == bool and binary.shape == r[0].shape
-            assert np.mean(binary != (r[0] > 0)) < 1e-3, label
+            assert np.mean(binary != (r[0] > 0)) < MASK_FLIP_FRACTION, label
     # iterate with the previous low-res logits as mask_input
     _, _, low = ref.predict(point_coords=pt, point_labels=np.array([1]), multimask_output=False)
     kw = dict(point_coords=pts2, point_labels=np.array([1, 0]), mask_input=low, multimask_output=False,
@@ -194,4 +194,4 @@ def test_parity_check_can_fail(pair):
             out = ours.forward_image(x)["backbone_fpn"][2]
         finally:
             w.copy_(old)
-    assert rel_l2(out, ref) > 1e-3
+    assert rel_l2(out, ref) > 10 * tol("module")  # a real error is far above the bound
