@@ -416,11 +416,7 @@ class Sam2VideoPredictor:
             inference_state, obj_idx, frame_idx)
         obj_output_dict = inference_state["output_dict_per_obj"][obj_idx]
         obj_temp_output_dict = inference_state["temp_output_dict_per_obj"][obj_idx]
-        prev_out = obj_temp_output_dict[storage_key].get(frame_idx)
-        if prev_out is None:
-            prev_out = obj_output_dict["cond_frame_outputs"].get(frame_idx)
-        if prev_out is None:
-            prev_out = obj_output_dict["non_cond_frame_outputs"].get(frame_idx)
+        prev_out = self._find_output(inference_state, obj_idx, frame_idx, storage_key)
         prev_sam_mask_logits = None
         if prev_out is not None and prev_out["pred_masks"] is not None:
             prev_sam_mask_logits = torch.clamp(
@@ -509,6 +505,18 @@ class Sam2VideoPredictor:
         return frame_idx, inference_state["obj_ids"], video_res_masks
 
     # ------------------------------------------------------------------ outputs
+    @staticmethod
+    def _find_output(inference_state: dict, obj_idx: int, frame_idx: int, storage_key: str):
+        """An object's newest output on a frame: the unconsolidated one (``storage_key`` of the
+        temporary dict) first, then its conditioning, then its tracked outputs; None if none."""
+        out = inference_state["temp_output_dict_per_obj"][obj_idx][storage_key].get(frame_idx)
+        outd = inference_state["output_dict_per_obj"][obj_idx]
+        if out is None:
+            out = outd["cond_frame_outputs"].get(frame_idx)
+        if out is None:
+            out = outd["non_cond_frame_outputs"].get(frame_idx)
+        return out
+
     def _get_orig_video_res_output(self, inference_state, any_res_masks):
         device = inference_state["device"]
         vh, vw = inference_state["video_height"], inference_state["video_width"]
@@ -535,13 +543,7 @@ class Sam2VideoPredictor:
         masks = torch.full((batch_size, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32,
                            device=inference_state["storage_device"])
         for obj_idx in range(batch_size):
-            temp = inference_state["temp_output_dict_per_obj"][obj_idx]
-            outd = inference_state["output_dict_per_obj"][obj_idx]
-            out = temp[storage_key].get(frame_idx)
-            if out is None:
-                out = outd["cond_frame_outputs"].get(frame_idx)
-            if out is None:
-                out = outd["non_cond_frame_outputs"].get(frame_idx)
+            out = self._find_output(inference_state, obj_idx, frame_idx, storage_key)
             if out is None:
                 continue
             m = out["pred_masks"].to(masks.device).float()
