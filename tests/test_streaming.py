@@ -235,3 +235,25 @@ def test_offline_predictor_batches_objects(model, frames):
         outs[batch] = [m.clone() for _, _, m in pred.propagate_in_video(st)]
     for a, b in zip(outs[True], outs[False]):
         assert_close_rel(a, b, "video_late_frame", what="offline batched vs one at a time")
+
+
+def test_tensor_frames_match_the_pil_path(model, frames):
+    """Frames already in a torch tensor (e.g. on the GPU) are resized on the device; they agree
+    with the official PIL resize to one uint8 level, and stream like arrays."""
+    from sam2_fast.config import PIXEL_STD
+    from sam2_fast.predictors.streaming import preprocess_frame
+
+    from tolerances import FRAME_RESIZE_MAX_LEVELS
+
+    a, h, w = preprocess_frame(frames[0], S, torch.device("cpu"))
+    b, h2, w2 = preprocess_frame(torch.from_numpy(frames[0].copy()), S, torch.device("cpu"))
+    assert (h, w) == (h2, w2) == frames[0].shape[:2]
+    levels = ((a - b).abs() * torch.tensor(PIXEL_STD).view(1, 3, 1, 1) * 255).max().item()
+    assert levels <= FRAME_RESIZE_MAX_LEVELS + 1e-3, levels
+    sam = sam2_fast.Sam2(model)
+    state = sam.new_video_state()
+    out = sam.predict_video_frame(state, torch.from_numpy(frames[0].copy()), {1: PROMPTS[1]})
+    out = sam.predict_video_frame(state, torch.from_numpy(frames[1].copy()))
+    assert out.mask_logits.shape == (1, 1, 540, 960)
+    with pytest.raises(ValueError, match="uint8"):
+        sam.predict_video_frame(state, torch.from_numpy(frames[2].copy()).float())

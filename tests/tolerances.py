@@ -39,6 +39,11 @@ REL_L2 = {
 # matching to ~1e-6 relative, far fewer than 0.1% of the pixels are that close to 0.
 MASK_FLIP_FRACTION = 1e-3
 
+# A frame given as a torch tensor is resized on its device with torch's antialiased bicubic; the
+# official path is PIL's bicubic with uint8 rounding. Both round to uint8: they may differ by
+# one intensity level (measured: exactly 1 at most on the bedroom frames).
+FRAME_RESIZE_MAX_LEVELS = 1.0
+
 KERNEL_ERR_FACTOR = 2.0
 KERNEL_ATOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 
