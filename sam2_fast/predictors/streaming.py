@@ -341,6 +341,8 @@ class StreamingTracker:
     def new_state(self, num_frames: Optional[int] = None, max_cond_frames: int = DEFAULT_MAX_COND_FRAMES,
                   fill_hole_area: int = 8, non_overlap_masks: bool = False,
                   add_all_frames_to_correct_as_cond: bool = False) -> Sam2VideoState:
+        """A new empty stream; see :meth:`sam2_fast.Sam2.new_video_state` for the arguments.
+        Raises ValueError for a bad argument."""
         if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
             raise ValueError(f"num_frames must be a positive int or None, got {num_frames!r}")
         if not isinstance(max_cond_frames, int) or max_cond_frames < 1:
