@@ -35,14 +35,21 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
 
 
-@functools.lru_cache(maxsize=1)
+_TRITON_AVAILABLE: "bool | None" = None
+
+
 def triton_available() -> bool:
-    """True when ``import triton`` works (cached)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when ``import triton`` works (cached in a module global, which torch.compile can
+    trace, unlike an lru_cache)."""
+    global _TRITON_AVAILABLE
+    if _TRITON_AVAILABLE is None:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            _TRITON_AVAILABLE = False
+        else:
+            _TRITON_AVAILABLE = True
+    return _TRITON_AVAILABLE
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
