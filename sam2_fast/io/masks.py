@@ -102,20 +102,8 @@ def combine_object_masks(masks: Union[np.ndarray, Mapping[int, np.ndarray]],
     return out
 
 
-def save_palette_png(path: PathLike, index_mask: np.ndarray, palette: bytes = DAVIS_PALETTE,
-                     note: Optional[str] = None) -> Path:
-    """Write an (H, W) uint8 index mask as an 8-bit palette PNG (official ``save_ann_png``),
-    atomically. ``note`` is stored as a PNG text chunk ``sam2_fast``.
-
-    Raises:
-        ValueError: not a 2-D uint8 array. OSError: the file cannot be written.
-    """
-    index_mask = np.asarray(index_mask)
-    if index_mask.ndim != 2 or index_mask.dtype != np.uint8:
-        raise ValueError(f"index_mask must be (H, W) uint8, got {index_mask.shape} {index_mask.dtype}")
-    path = Path(path)
-    img = Image.fromarray(index_mask)
-    img.putpalette(palette)
+def _save_png_atomic(img: Image.Image, path: Path, note: Optional[str]) -> Path:
+    """Save ``img`` as PNG to a temporary name, then rename; ``note`` as text chunk ``sam2_fast``."""
     info = None
     if note:
         info = PngImagePlugin.PngInfo()
@@ -127,6 +115,22 @@ def save_palette_png(path: PathLike, index_mask: np.ndarray, palette: bytes = DA
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_palette_png(path: PathLike, index_mask: np.ndarray, palette: bytes = DAVIS_PALETTE,
+                     note: Optional[str] = None) -> Path:
+    """Write an (H, W) uint8 index mask as an 8-bit palette PNG (official ``save_ann_png``),
+    atomically. ``note`` is stored as a PNG text chunk ``sam2_fast``.
+
+    Raises:
+        ValueError: not a 2-D uint8 array. OSError: the file cannot be written.
+    """
+    index_mask = np.asarray(index_mask)
+    if index_mask.ndim != 2 or index_mask.dtype != np.uint8:
+        raise ValueError(f"index_mask must be (H, W) uint8, got {index_mask.shape} {index_mask.dtype}")
+    img = Image.fromarray(index_mask)
+    img.putpalette(palette)
+    return _save_png_atomic(img, Path(path), note)
 
 
 def load_palette_png(path: PathLike) -> Tuple[np.ndarray, Optional[List[int]]]:
@@ -256,21 +260,10 @@ def overlay_masks(image: np.ndarray, index_mask: np.ndarray, palette: bytes = DA
 def save_png(path: PathLike, image: np.ndarray, note: Optional[str] = None) -> Path:
     """Write an (H, W, 3) uint8 RGB or (H, W) bool/uint8 image as PNG, atomically (``note`` as
     a text chunk ``sam2_fast``). Raises OSError when the file cannot be written."""
-    path = Path(path)
     arr = np.asarray(image)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
-    info = None
-    if note:
-        info = PngImagePlugin.PngInfo()
-        info.add_text("sam2_fast", note)
-    tmp = _tmp_path(path)
-    try:
-        Image.fromarray(arr).save(tmp, format="PNG", pnginfo=info)
-        _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _save_png_atomic(Image.fromarray(arr), Path(path), note)
 
 
 class VideoWriter:

@@ -38,6 +38,7 @@ from PIL import Image
 
 from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
 from ..io import av_errors
+from ..io.frames import _normalize, _preprocess_pil
 from ..model.sam2_model import Sam2Model
 from .video import _CatBank, fill_holes_in_mask_scores
 
@@ -57,8 +58,6 @@ def preprocess_frame(frame, image_size: int, device: torch.device,
     Raises:
         ValueError: not RGB, not uint8, wrong rank or channel count, empty.
     """
-    mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
     if isinstance(frame, torch.Tensor):
         if frame.dim() != 3 or frame.shape[-1] != 3 or frame.dtype != torch.uint8:
             raise ValueError(f"frame tensor must be (H, W, 3) uint8 RGB, got {tuple(frame.shape)} "
@@ -69,6 +68,9 @@ def preprocess_frame(frame, image_size: int, device: torch.device,
         x = frame.to(device).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False,
                           antialias=True).clamp(0, 255).round() / 255.0
+        mean = torch.tensor(PIXEL_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(PIXEL_STD, device=x.device).view(1, 3, 1, 1)
+        return ((x - mean) / std).to(dtype), h, w
     else:
         if isinstance(frame, Image.Image):
             if frame.mode != "RGB":
@@ -86,9 +88,9 @@ def preprocess_frame(frame, image_size: int, device: torch.device,
             raise ValueError(f"frame must be an (H, W, 3) uint8 array, PIL RGB image or uint8 "
                              f"tensor, got {type(frame).__name__}")
         w, h = img.size
-        arr = np.asarray(img.resize((image_size, image_size)))
-        x = torch.from_numpy(arr / 255.0).permute(2, 0, 1)[None].float().to(device)
-    return ((x - mean) / std).to(dtype), h, w
+        # the official video loader's maths, shared with Sam2VideoPredictor (io/frames.py)
+        x = _normalize(_preprocess_pil(img, image_size)[None])
+        return x.to(device=device, dtype=dtype), h, w
 
 
 def iter_frames(source) -> Iterator[np.ndarray]:
