@@ -231,7 +231,8 @@ def test_offline_predictor_batches_objects(model, frames):
         for o in (1, 2, 3):
             p = PROMPTS[o]
             pred.add_new_points_or_box(st, 0, o, points=p.get("points"), labels=p.get("labels"), box=p.get("box"))
-        assert pred._layout_groups(st, [0, 1, 2]) == ([[0, 1, 2]] if batch else [[0], [1], [2]])
+        pred.propagate_in_video_preflight(st)
+        assert pred._layout_groups(st, [0, 1, 2], 1) == ([[0, 1, 2]] if batch else [[0], [1], [2]])
         outs[batch] = [m.clone() for _, _, m in pred.propagate_in_video(st)]
     for a, b in zip(outs[True], outs[False]):
         assert_close_rel(a, b, "video_late_frame", what="offline batched vs one at a time")

@@ -221,7 +221,8 @@ def test_init_state_bad_video(tiny_ckpt, tmp_path):
 
 def test_clear_non_cond_mem_around_input(tiny_ckpt, tmp_path):
     """The official calls a missing method here (#571); ours drops the object's tracked memories
-    within num_maskmem frames of a prompted frame, keeps the prompted frame, and keeps tracking."""
+    that the steps next to a prompted frame would read (frames t-5..t-1 forwards and t+1..t+5
+    in reverse with num_maskmem 7 and stride 1), keeps the prompted frame, and keeps tracking."""
     video = frames_dir(tmp_path, 12)
     pred = _predictor(tiny_ckpt, clear_non_cond_mem_around_input=True)
     st = pred.init_state(video)
@@ -234,14 +235,13 @@ def test_clear_non_cond_mem_around_input(tiny_ckpt, tmp_path):
     # a correction on frame 9 for object 1
     pred.add_new_points_or_box(st, 9, 1, points=[[300, 200]], labels=[0])
     pred.propagate_in_video_preflight(st)
-    span = pred.model.config.memory_temporal_stride_for_eval * pred.model.num_maskmem  # 7
+    assert pred.model.num_maskmem == 7 and pred.model.config.memory_temporal_stride_for_eval == 1
     assert 9 in non_cond_1  # the correction itself is kept
-    assert not any(t in non_cond_1 for t in range(9 - span, 9 + span + 1) if t != 9)
-    assert sorted(non_cond_1) == [1, 9]
+    assert sorted(non_cond_1) == [1, 2, 3, 9]  # 4..8 and 10..11 were read next to frame 9
     assert sorted(non_cond_2) == list(range(1, 12))  # other objects untouched
     frames = [f for f, _, m in pred.propagate_in_video(st, start_frame_idx=9)]
     assert frames == [9, 10, 11]
-    assert sorted(non_cond_1) == [1, 9, 10, 11]
+    assert sorted(non_cond_1) == [1, 2, 3, 9, 10, 11]
 
 
 def test_memory_stays_in_model_dtype_and_bf16_option(tiny_ckpt, video6):

@@ -81,7 +81,11 @@ class VideoPair:
     """
 
     def __init__(self, tmp_path: Path, name: str, image_size: int, num_frames: int,
-                 seed: int = 0, score_shift: float = 0.0, **predictor_kwargs) -> None:
+                 seed: int = 0, score_shift: float = 0.0, config_overrides=None,
+                 **predictor_kwargs) -> None:
+        import dataclasses
+
+        from sam2_fast.config import get_config
         from sam2_fast.predictors.video import build_sam2_video_predictor
 
         self.name = name
@@ -93,8 +97,14 @@ class VideoPair:
         off.fill_hole_area = 0  # the official skips hole filling on CPU anyway (no CUDA ext)
         for k, v in predictor_kwargs.items():
             setattr(off, k, v)
+        config = name
+        if config_overrides:  # model settings (e.g. memory_temporal_stride_for_eval) on both
+            for k, v in config_overrides.items():
+                assert hasattr(off, k), k
+                setattr(off, k, v)
+            config = dataclasses.replace(get_config(name, image_size), **config_overrides)
         self.off = off
-        self.ours = build_sam2_video_predictor(name, st, device="cpu", image_size=image_size,
+        self.ours = build_sam2_video_predictor(config, st, device="cpu", image_size=image_size,
                                                backend="torch", fill_hole_area=0,
                                                **predictor_kwargs)
         self.raw: Dict[str, list] = {"off": [], "ours": []}

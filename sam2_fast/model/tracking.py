@@ -14,56 +14,23 @@ Differences from the official, all on purpose:
   the official; features, memories, pointers and position encodings are in the model dtype.
 * Inference only (``self.training`` is ignored; the eval branches are taken).
 
-The memory bank is the official per-object ``output_dict``::
-
-    {"cond_frame_outputs": {frame_idx: out}, "non_cond_frame_outputs": {frame_idx: out}}
-
-where ``out`` holds ``maskmem_features`` (B, mem_dim, h, w), ``maskmem_pos_enc``
-([(B, mem_dim, h, w)]), ``obj_ptr`` (B, hidden_dim), ``pred_masks`` (B, 1, 4h, 4w) float32 and
-``object_score_logits`` (B, 1).
+The memory a step reads is chosen by the one rule
+:func:`sam2_fast.engine.memory_bank.plan_memory_read` and handed over as fixed-capacity buffers
+(:class:`sam2_fast.engine.memory_bank.MemoryBank`): ``memory`` (T, B, mem_dim), ``memory_pos``
+(T, B, mem_dim) and the number of object-pointer tokens at its end. The step itself holds no
+books and performs no host synchronisation.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 from sam2_fast.config import NO_OBJ_SCORE
 from sam2_fast.model.position_encoding import get_1d_sine_pe
 
-OutputDict = Dict[str, Dict[int, dict]]
-
-
-def select_closest_cond_frames(frame_idx: int, cond_frame_outputs: Dict[int, dict],
-                               max_cond_frame_num: int) -> Tuple[Dict[int, dict], Dict[int, dict]]:
-    """Pick at most ``max_cond_frame_num`` conditioning frames temporally closest to
-    ``frame_idx`` (official ``sam2.modeling.sam2_utils.select_closest_cond_frames``): the
-    closest before, the closest at-or-after, then the nearest others. ``-1`` means all.
-
-    Returns (selected, unselected) dicts, insertion-ordered as the official.
-
-    Raises:
-        ValueError: ``max_cond_frame_num`` is 0, 1 or below -1 while there are more
-            conditioning frames than it.
-    """
-    if max_cond_frame_num == -1 or len(cond_frame_outputs) <= max_cond_frame_num:
-        return cond_frame_outputs, {}
-    if max_cond_frame_num < 2:
-        raise ValueError(f"max_cond_frames_in_attn must be -1 or >= 2, got {max_cond_frame_num}")
-    selected: Dict[int, dict] = {}
-    before = [t for t in cond_frame_outputs if t < frame_idx]
-    after = [t for t in cond_frame_outputs if t >= frame_idx]
-    if before:
-        selected[max(before)] = cond_frame_outputs[max(before)]
-    if after:
-        selected[min(after)] = cond_frame_outputs[min(after)]
-    rest = sorted((t for t in cond_frame_outputs if t not in selected),
-                  key=lambda t: abs(t - frame_idx))
-    for t in rest[: max_cond_frame_num - len(selected)]:
-        selected[t] = cond_frame_outputs[t]
-    unselected = {t: v for t, v in cond_frame_outputs.items() if t not in selected}
-    return selected, unselected
+MemoryInputs = Tuple[torch.Tensor, torch.Tensor, int]
 
 
 def _seq_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
@@ -81,82 +48,39 @@ class Sam2TrackingMixin:
     """
 
     # ------------------------------------------------------------------ memory read
-    def _memory_frames(self, frame_idx: int, output_dict: OutputDict, track_in_reverse: bool):
-        """The official selection of spatial memories: selected conditioning frames (t_pos 0)
-        then the last ``num_maskmem - 1`` tracked frames (t_pos 1..num_maskmem-1, the most
-        recent last). Returns (list of (t_pos, out), selected_cond, unselected_cond)."""
-        cfg = self.config
-        cond = output_dict["cond_frame_outputs"]
-        if len(cond) == 0:
-            raise RuntimeError(
-                f"frame {frame_idx}: tracking needs at least one conditioning frame in the "
-                "memory bank (add a prompt first)"
-            )
-        selected, unselected = select_closest_cond_frames(frame_idx, cond,
-                                                          cfg.max_cond_frames_in_attn)
-        picks = [(0, out) for out in selected.values()]
-        r = cfg.memory_temporal_stride_for_eval
-        non_cond = output_dict["non_cond_frame_outputs"]
-        for t_pos in range(1, self.num_maskmem):
-            t_rel = self.num_maskmem - t_pos
-            if t_rel == 1:
-                prev = frame_idx + 1 if track_in_reverse else frame_idx - 1
-            elif not track_in_reverse:
-                prev = ((frame_idx - 2) // r) * r - (t_rel - 2) * r
-            else:
-                prev = -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r
-            out = non_cond.get(prev)
-            if out is None:
-                out = unselected.get(prev)
-            picks.append((t_pos, out))
-        return picks, selected, unselected
+    def _object_pointer_tokens(self, ptrs: torch.Tensor, distances: List[int], max_ptrs: int
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Object pointers as memory tokens with their temporal position encodings (the pointer
+        half of the official ``_prepare_memory_conditioned_features``).
 
-    def _object_pointers(self, frame_idx: int, output_dict: OutputDict, num_frames: int,
-                         track_in_reverse: bool, selected: Dict[int, dict],
-                         unselected: Dict[int, dict], batch: int, device, dtype):
-        """Object-pointer tokens and their position encodings, or (None, None).
+        Args:
+            ptrs: (P, B, hidden_dim) pointers in the order the memory reads them.
+            distances: P host ints, the temporal positions (see
+                :class:`sam2_fast.engine.memory_bank.MemoryReadPlan`).
+            max_ptrs: the pointer window; positions are divided by ``max_ptrs - 1``.
 
-        Returns (ptrs (P*k, B, mem_dim), pos (P*k, B, mem_dim)) with k = hidden_dim // mem_dim
-        tokens per pointer (official split 256 -> 4 x 64)."""
+        Returns:
+            (tokens (P*k, B, mem_dim), pos (P*k, B, mem_dim)) with k = hidden_dim // mem_dim
+            tokens per pointer (official split 256 -> 4 x 64), model dtype.
+        """
+        from sam2_fast.engine.memory_bank import host_to_device
+
         cfg = self.config
-        max_ptrs = min(num_frames, cfg.max_obj_ptrs_in_encoder)
-        sign = -1 if track_in_reverse else 1
-        if cfg.only_obj_ptrs_in_the_past_for_eval:
-            ptr_cond = {t: o for t, o in selected.items()
-                        if (t >= frame_idx if track_in_reverse else t <= frame_idx)}
-        else:
-            ptr_cond = selected
-        pos_list: List[int] = []
-        ptr_list: List[torch.Tensor] = []
-        for t, out in ptr_cond.items():
-            d = (frame_idx - t) * sign if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(frame_idx - t)
-            pos_list.append(d)
-            ptr_list.append(out["obj_ptr"])
-        non_cond = output_dict["non_cond_frame_outputs"]
-        for t_diff in range(1, max_ptrs):
-            t = frame_idx + t_diff if track_in_reverse else frame_idx - t_diff
-            if t < 0 or (num_frames is not None and t >= num_frames):
-                break
-            out = non_cond.get(t, unselected.get(t))
-            if out is not None:
-                pos_list.append(t_diff)
-                ptr_list.append(out["obj_ptr"])
-        if not ptr_list:
-            return None, None
         C, M = self.hidden_dim, self.mem_dim
-        ptrs = torch.stack([p.to(device=device, dtype=dtype) for p in ptr_list], dim=0)  # (P, B, C)
+        P, B = ptrs.shape[0], ptrs.shape[1]
+        dtype = ptrs.dtype
         if cfg.add_tpos_enc_to_obj_ptrs:
             t_diff_max = max_ptrs - 1
             tpos_dim = C if cfg.proj_tpos_enc_in_obj_ptrs else M
-            rel = torch.tensor(pos_list, device=device) / t_diff_max
+            rel = host_to_device(distances, ptrs.device, torch.float32) / t_diff_max
             pos = get_1d_sine_pe(rel, dim=tpos_dim).to(dtype)
             pos = self.obj_ptr_tpos_proj(pos)
-            pos = pos.unsqueeze(1).expand(-1, batch, M)
+            pos = pos.unsqueeze(1).expand(-1, B, M)
         else:
-            pos = ptrs.new_zeros(len(pos_list), batch, M)
+            pos = ptrs.new_zeros(P, B, M)
         if M < C:
             k = C // M
-            ptrs = ptrs.reshape(-1, batch, k, M).permute(0, 2, 1, 3).flatten(0, 1)
+            ptrs = ptrs.reshape(-1, B, k, M).permute(0, 2, 1, 3).flatten(0, 1)
             pos = pos.repeat_interleave(k, dim=0)
         return ptrs, pos
 
@@ -164,67 +88,49 @@ class Sam2TrackingMixin:
                                              current_vision_feats: List[torch.Tensor],
                                              current_vision_pos_embeds: List[torch.Tensor],
                                              feat_sizes: List[Tuple[int, int]],
-                                             output_dict: OutputDict, num_frames: int,
-                                             track_in_reverse: bool = False) -> torch.Tensor:
-        """Fuse the current frame's top-level features with the memory bank (official
-        ``SAM2Base._prepare_memory_conditioned_features``, eval mode).
+                                             memory: Optional[MemoryInputs]) -> torch.Tensor:
+        """Fuse the current frame's top-level features with the memory (official
+        ``SAM2Base._prepare_memory_conditioned_features``, eval mode; the frames to read were
+        chosen by :func:`sam2_fast.engine.memory_bank.plan_memory_read` and loaded into
+        ``memory`` by :class:`sam2_fast.engine.memory_bank.MemoryBank`).
 
         Args:
-            frame_idx: index of the current frame.
+            frame_idx: index of the current frame (unused by the maths; kept for the official
+                signature).
             is_init_cond_frame: a first-prompt frame: no memory is read; ``no_mem_embed`` is
                 added directly (``directly_add_no_mem_embed``, all published configs) or
                 attended as a single dummy memory token.
             current_vision_feats: [(HW, B, hidden_dim)] (the last entry is used).
             current_vision_pos_embeds: [(HW, B, hidden_dim)] (the last entry is used).
             feat_sizes: [(h, w)] (the last entry is used).
-            output_dict: the object's memory bank (see module docstring).
-            num_frames: number of frames in the video (bounds the pointer search).
-            track_in_reverse: tracking backwards in time (memories from later frames; pointer
-                distances negated when signed).
+            memory: (memory (T, B, mem_dim), memory_pos (T, B, mem_dim), num_obj_ptr_tokens)
+                for a non-initial frame; ignored on an initial one.
 
         Returns:
             (B, hidden_dim, h, w) features in the dtype of ``current_vision_feats``.
 
         Raises:
-            RuntimeError: a non-initial frame with no conditioning frame in ``output_dict``.
+            RuntimeError: a non-initial frame without memory.
         """
         feats = current_vision_feats[-1]
         B = feats.shape[1]
         hw = tuple(feat_sizes[-1])
-        device, dtype = feats.device, feats.dtype
+        dtype = feats.dtype
         if self.num_maskmem == 0:
             return _seq_to_map(feats, hw)
-        num_obj_ptr_tokens = 0
         if not is_init_cond_frame:
-            mem, mem_pos = [], []
-            picks, selected, unselected = self._memory_frames(frame_idx, output_dict,
-                                                              track_in_reverse)
-            for t_pos, prev in picks:
-                if prev is None:
-                    continue
-                f = prev["maskmem_features"].to(device=device, dtype=dtype, non_blocking=True)
-                mem.append(f.flatten(2).permute(2, 0, 1))
-                p = prev["maskmem_pos_enc"][-1].to(device=device, dtype=dtype)
-                p = p.flatten(2).permute(2, 0, 1)
-                mem_pos.append(p + self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1].to(dtype))
-            if self.config.use_obj_ptrs_in_encoder:
-                ptrs, ptr_pos = self._object_pointers(frame_idx, output_dict, num_frames,
-                                                      track_in_reverse, selected, unselected,
-                                                      B, device, dtype)
-                if ptrs is not None:
-                    mem.append(ptrs)
-                    mem_pos.append(ptr_pos)
-                    num_obj_ptr_tokens = ptrs.shape[0]
+            if memory is None:
+                raise RuntimeError(f"frame {frame_idx}: a tracking step needs its memory")
+            mem, mem_pos, num_obj_ptr_tokens = memory
         else:
             if self.config.directly_add_no_mem_embed:
                 return _seq_to_map(feats + self.no_mem_embed.to(dtype), hw)
-            mem = [self.no_mem_embed.to(dtype).expand(1, B, self.mem_dim)]
-            mem_pos = [self.no_mem_pos_enc.to(dtype).expand(1, B, self.mem_dim)]
-        memory = torch.cat(mem, dim=0)
-        memory_pos = torch.cat(mem_pos, dim=0)
+            mem = self.no_mem_embed.to(dtype).expand(1, B, self.mem_dim)
+            mem_pos = self.no_mem_pos_enc.to(dtype).expand(1, B, self.mem_dim)
+            num_obj_ptr_tokens = 0
         out = self.memory_attention(curr=current_vision_feats[-1:],
                                     curr_pos=current_vision_pos_embeds[-1:],
-                                    memory=memory, memory_pos=memory_pos,
+                                    memory=mem, memory_pos=mem_pos,
                                     num_obj_ptr_tokens=num_obj_ptr_tokens, feat_hw=hw)
         return _seq_to_map(out, hw)
 
@@ -292,7 +198,7 @@ class Sam2TrackingMixin:
 
     def _track_step(self, frame_idx, is_init_cond_frame, current_vision_feats,
                     current_vision_pos_embeds, feat_sizes, point_inputs, mask_inputs,
-                    output_dict, num_frames, track_in_reverse, prev_sam_mask_logits):
+                    memory, prev_sam_mask_logits):
         """Official ``SAM2Base._track_step``: returns (current_out, sam_outputs 7-tuple,
         high_res_features, pix_feat)."""
         current_out = {"point_inputs": point_inputs, "mask_inputs": mask_inputs}
@@ -309,8 +215,7 @@ class Sam2TrackingMixin:
                 frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame,
                 current_vision_feats=current_vision_feats[-1:],
                 current_vision_pos_embeds=current_vision_pos_embeds[-1:],
-                feat_sizes=feat_sizes[-1:], output_dict=output_dict, num_frames=num_frames,
-                track_in_reverse=track_in_reverse)
+                feat_sizes=feat_sizes[-1:], memory=memory)
             if prev_sam_mask_logits is not None:
                 if point_inputs is None or mask_inputs is not None:
                     raise ValueError("prev_sam_mask_logits needs point inputs and no mask input")
@@ -341,8 +246,7 @@ class Sam2TrackingMixin:
                    current_vision_feats: List[torch.Tensor],
                    current_vision_pos_embeds: List[torch.Tensor],
                    feat_sizes: List[Tuple[int, int]], point_inputs: Optional[dict],
-                   mask_inputs: Optional[torch.Tensor], output_dict: OutputDict,
-                   num_frames: int, track_in_reverse: bool = False,
+                   mask_inputs: Optional[torch.Tensor], memory: Optional[MemoryInputs],
                    run_mem_encoder: bool = True,
                    prev_sam_mask_logits: Optional[torch.Tensor] = None) -> dict:
         """One tracking step for a batch of B objects on one frame (official
@@ -358,9 +262,9 @@ class Sam2TrackingMixin:
                 "point_labels": (B, P) int32}`` or None.
             mask_inputs: (B, 1, image_size, image_size) binary float mask or None (with
                 ``use_mask_input_as_output_without_sam`` it is output as-is, logits +-10).
-            output_dict: the memory bank of these objects (read only here).
-            num_frames: video length.
-            track_in_reverse: tracking backwards.
+            memory: (memory (T, B, mem_dim), memory_pos (T, B, mem_dim), num_obj_ptr_tokens)
+                from :meth:`sam2_fast.engine.memory_bank.MemoryBank.load`; None on an initial
+                conditioning frame (nothing is read there).
             run_mem_encoder: also encode the prediction into a memory.
             prev_sam_mask_logits: (B, 1, 4h, 4w) previous low-res logits fed with new clicks.
 
@@ -371,13 +275,12 @@ class Sam2TrackingMixin:
             ``maskmem_features`` (B, mem_dim, h, w) or None, ``maskmem_pos_enc`` [...] or None.
 
         Raises:
-            RuntimeError: a non-initial frame with an empty conditioning memory.
+            RuntimeError: a non-initial frame without memory.
             ValueError: ``prev_sam_mask_logits`` without point inputs.
         """
         current_out, sam_outputs, _, _ = self._track_step(
             frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds,
-            feat_sizes, point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse,
-            prev_sam_mask_logits)
+            feat_sizes, point_inputs, mask_inputs, memory, prev_sam_mask_logits)
         _, _, _, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
         current_out["pred_masks"] = low_res_masks
         current_out["pred_masks_high_res"] = high_res_masks
@@ -389,4 +292,4 @@ class Sam2TrackingMixin:
         return current_out
 
 
-__all__ = ["Sam2TrackingMixin", "select_closest_cond_frames", "NO_OBJ_SCORE"]
+__all__ = ["Sam2TrackingMixin", "MemoryInputs", "NO_OBJ_SCORE"]

@@ -10,8 +10,8 @@ prompts all come on the first frame, the masks and object scores equal
 Memory bank (:class:`Sam2VideoState`), per *group* of objects:
 
 * objects that received their first prompt on the same frame form one group and are batched
-  through memory attention, the mask decoder and the memory encoder (their memory banks have
-  the same frame layout, so one ``track_step`` serves them all); the image encoder runs once
+  through memory attention, the mask decoder and the memory encoder (their steps read the same
+  frames, so one ``track_step`` serves them all); the image encoder runs once
   per frame for every group;
 * several streams (``Sam2.predict_video_frames``): one image-encoder batch for all frames, and
   groups of different streams whose layouts match relative to their current frames (streams
@@ -20,16 +20,22 @@ Memory bank (:class:`Sam2VideoState`), per *group* of objects:
   corrections when ``add_all_frames_to_correct_as_cond``), at most ``max_cond_frames`` of
   them; beyond that the oldest one after the first is dropped (policy: keep the initial prompt
   and the most recent prompts);
-* non-conditioning memories: spatial memories of the last ``num_maskmem - 1`` (6) frames and
-  object pointers of the last ``max_obj_ptrs_in_encoder - 1`` (15) frames; everything older is
+* non-conditioning memories: exactly what the next frame's step reads by the one read rule
+  (:func:`sam2_fast.engine.memory_bank.plan_memory_read`): with the published configs the
+  spatial memories of the last ``num_maskmem - 1`` (6) frames (spaced by
+  ``memory_temporal_stride_for_eval`` beyond the previous frame) and the object pointers of the
+  last ``max_obj_ptrs_in_encoder - 1`` (15) frames; everything older is never read again and is
   dropped. Nothing else is kept (no per-frame outputs), so host and device memory stay flat.
+
+Every group is tracked by the shared engine (:class:`sam2_fast.engine.core.TrackingCore`),
+reading its memory from fixed-capacity buffers, with no host synchronisation in a step.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,12 +46,25 @@ from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
 from ..io import av_errors
 from ..io.frames import _normalize, _preprocess_pil
 from ..model.sam2_model import Sam2Model
-from .video import _CatBank, fill_holes_in_mask_scores
+from ..engine.core import FrameFeatures, StepOutput, TrackingCore
+from ..engine.memory_bank import MemoryEntry, MemoryReadPlan, MemoryStore
 
 DEFAULT_MAX_COND_FRAMES = 16
 
 
 # ----------------------------------------------------------------------------- frames
+_MEAN_STD: Dict[torch.device, tuple] = {}
+
+
+def _mean_std(device: torch.device) -> tuple:
+    """ImageNet mean/std as (1, 3, 1, 1) float32 tensors on ``device``, made once per device (a
+    fresh host-to-device copy per frame would make the host wait for the device)."""
+    if device not in _MEAN_STD:
+        _MEAN_STD[device] = (torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1),
+                             torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1))
+    return _MEAN_STD[device]
+
+
 def preprocess_frame(frame, image_size: int, device: torch.device,
                      dtype: torch.dtype = torch.float32) -> tuple:
     """One video frame -> ((1, 3, S, S) normalized tensor in ``dtype`` on ``device``, H, W).
@@ -68,8 +87,7 @@ def preprocess_frame(frame, image_size: int, device: torch.device,
         x = frame.to(device).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False,
                           antialias=True).clamp(0, 255).round() / 255.0
-        mean = torch.tensor(PIXEL_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(PIXEL_STD, device=x.device).view(1, 3, 1, 1)
+        mean, std = _mean_std(x.device)
         return ((x - mean) / std).to(dtype), h, w
     else:
         if isinstance(frame, Image.Image):
@@ -161,21 +179,25 @@ def _decode(container, name: str) -> Iterator[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- state
-@dataclass
 class _Group:
-    """Objects that share one memory-bank layout (first prompted on the same frame)."""
+    """Objects tracked as one batch (first prompted on the same frame): their ids and one
+    :class:`~sam2_fast.engine.memory_bank.MemoryStore` whose entries hold a row per object."""
 
-    obj_ids: List[Any]
-    cond: Dict[int, dict] = field(default_factory=dict)
-    non_cond: Dict[int, dict] = field(default_factory=dict)
+    def __init__(self, obj_ids: List[Any], store: Optional[MemoryStore] = None) -> None:
+        self.obj_ids = obj_ids
+        self.store = store if store is not None else MemoryStore()
 
-    def output_dict(self) -> dict:
-        return {"cond_frame_outputs": self.cond, "non_cond_frame_outputs": self.non_cond}
+    @property
+    def cond(self) -> Dict[int, MemoryEntry]:
+        return self.store.cond
+
+    @property
+    def non_cond(self) -> Dict[int, MemoryEntry]:
+        return self.store.non_cond
 
     def select(self, rows: List[int]) -> None:
         """Keep only batch rows ``rows`` in every stored tensor (object removal)."""
-        self.cond = _copy_rows(self.cond, rows)
-        self.non_cond = _copy_rows(self.non_cond, rows)
+        self.store.select_rows(rows)
 
 
 class Sam2VideoState:
@@ -223,25 +245,8 @@ class Sam2VideoState:
         self.removed_ids.add(obj_id)
 
     def nbytes(self) -> int:
-        """Bytes of every tensor the state holds (host and device)."""
-        seen, total = set(), 0
-
-        def add(t):
-            nonlocal total
-            if isinstance(t, torch.Tensor) and id(t) not in seen:
-                seen.add(id(t))
-                total += t.numel() * t.element_size()
-
-        for g in self.groups:
-            for bank in (g.cond, g.non_cond):
-                for out in bank.values():
-                    for v in out.values():
-                        if isinstance(v, list):
-                            for p in v:
-                                add(p)
-                        else:
-                            add(v)
-        return total
+        """Bytes of every tensor the state holds (host and device; shared tensors once)."""
+        return MemoryStore.nbytes_of([g.store for g in self.groups])
 
 
 @dataclass
@@ -262,22 +267,6 @@ class Sam2VideoFramePrediction:
     mask_logits: torch.Tensor
     masks: torch.Tensor
     object_score_logits: torch.Tensor
-
-
-def _copy_rows(bank: Dict[int, dict], rows: List[int]) -> Dict[int, dict]:
-    """A copy of a memory bank holding only batch rows ``rows``."""
-    out_bank = {}
-    for t, out in bank.items():
-        new = {}
-        for k, v in out.items():
-            if isinstance(v, torch.Tensor):
-                new[k] = v[torch.tensor(rows, device=v.device)]
-            elif isinstance(v, list):
-                new[k] = [p[torch.tensor(rows, device=p.device)] for p in v]
-            else:
-                new[k] = v
-        out_bank[t] = new
-    return out_bank
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -334,11 +323,13 @@ def _parse_prompt(obj_id, p: dict, state: Sam2VideoState, S: int, h: int, w: int
 
 # ----------------------------------------------------------------------------- the tracker
 class StreamingTracker:
-    """Runs one frame of one :class:`Sam2VideoState` through a :class:`Sam2Model`.
+    """Runs one frame of one :class:`Sam2VideoState` (or of several) through a
+    :class:`Sam2Model` with the shared :class:`~sam2_fast.engine.core.TrackingCore`.
     Used by :class:`sam2_fast.Sam2`; see :meth:`sam2_fast.Sam2.predict_video_frame`."""
 
     def __init__(self, model: Sam2Model) -> None:
         self.model = model
+        self.core = TrackingCore(model)
 
     def new_state(self, num_frames: Optional[int] = None, max_cond_frames: int = DEFAULT_MAX_COND_FRAMES,
                   fill_hole_area: int = 8, non_overlap_masks: bool = False,
@@ -355,41 +346,41 @@ class StreamingTracker:
                               add_all_frames_to_correct_as_cond)
 
     # -- helpers --------------------------------------------------------------
-    def _features(self, backbone_out: dict, rows: int):
-        exp = {"backbone_fpn": [f.expand(rows, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
-               "vision_pos_enc": [p.expand(rows, -1, -1, -1) for p in backbone_out["vision_pos_enc"]]}
-        _, feats, pos, sizes = self.model._prepare_backbone_features(exp)
-        return feats, pos, sizes
-
-    def _fill(self, state: Sam2VideoState, low_res: torch.Tensor) -> torch.Tensor:
-        low_res = low_res.float()
-        return fill_holes_in_mask_scores(low_res, state.fill_hole_area) if state.fill_hole_area > 0 else low_res
-
-    def _num_frames(self, state: Sam2VideoState) -> int:
-        # an unbounded stream: enough frames for the full pointer window (like any video of
+    def _num_frames(self, state: Sam2VideoState) -> Optional[int]:
+        # None = an unbounded stream: the full pointer window (like any video of
         # >= max_obj_ptrs_in_encoder frames offline)
-        return state.num_frames if state.num_frames is not None else 1 << 30
+        return state.num_frames
 
-    def _prompt_step(self, state, t, backbone_out, prompt, is_init, prev_logits, reverse=False):
-        """Official ``add_new_points_or_box`` / ``add_new_mask`` maths for one object: returns the
-        track_step output (no memory yet)."""
-        m = self.model
-        feats, pos, sizes = self._features(backbone_out, 1)
-        return m.track_step(frame_idx=t, is_init_cond_frame=is_init, current_vision_feats=feats,
-                            current_vision_pos_embeds=pos, feat_sizes=sizes,
-                            point_inputs=prompt.get("points"), mask_inputs=prompt.get("mask"),
-                            output_dict=prompt["_bank"], num_frames=self._num_frames(state),
-                            track_in_reverse=reverse, run_mem_encoder=False,
-                            prev_sam_mask_logits=prev_logits)
+    def _plan(self, state: Sam2VideoState, store: MemoryStore, t: int) -> MemoryReadPlan:
+        return store.plan(self.model.config, t, self._num_frames(state))
 
-    def _encode_prompted(self, backbone_out, filled_low_res, obj_scores):
-        """Memory of prompted frames as the official ``propagate_in_video_preflight``: the
-        (hole-filled) low-res masks upsampled to the input size, binarized."""
-        m = self.model
-        feats, _, sizes = self._features(backbone_out, filled_low_res.shape[0])
-        high = F.interpolate(filled_low_res, size=(m.image_size, m.image_size), mode="bilinear",
-                             align_corners=False)
-        return m._encode_new_memory(feats, sizes, high, obj_scores, is_mask_from_pts=True)
+    def _track(self, state: Sam2VideoState, t: int, features: FrameFeatures,
+               stores: List[MemoryStore], offsets: Optional[List[int]] = None) -> StepOutput:
+        """The tracking step (memory read + heads + memory encoder + hole filling) of the
+        objects of ``stores`` on frame ``t`` (of the first store; ``offsets`` shift the
+        others)."""
+        plan = self._plan(state, stores[0], t)
+        memory = self.core.read_memory(plan, stores, features.batch_size,
+                                       features.feat_sizes[-1], offsets)
+        return self.core.step(t, features, is_init_cond_frame=False, memory=memory,
+                              run_mem_encoder=True, fill_hole_area=state.fill_hole_area)
+
+    def _prompt_step(self, state: Sam2VideoState, t: int, backbone_out: dict, prompt: dict,
+                     store: Optional[MemoryStore], prev_logits: Optional[torch.Tensor]) -> StepOutput:
+        """Official ``add_new_points_or_box`` / ``add_new_mask`` maths for one object (no memory
+        encoded yet): a first prompt when ``store`` is None, else a correction reading the
+        object's memory."""
+        features = self.core.features(backbone_out, 1)
+        mask = prompt.get("mask")
+        memory = None
+        if store is not None and not (mask is not None and
+                                      self.model.config.use_mask_input_as_output_without_sam):
+            memory = self.core.read_memory(self._plan(state, store, t), [store], 1,
+                                           features.feat_sizes[-1])
+        return self.core.step(t, features, is_init_cond_frame=store is None, memory=memory,
+                              point_inputs=prompt.get("points"), mask_inputs=mask,
+                              run_mem_encoder=False, prev_sam_mask_logits=prev_logits,
+                              fill_hole_area=state.fill_hole_area)
 
     # -- one frame --------------------------------------------------------------
     def prepare(self, state: Sam2VideoState, frame, prompts: Optional[Dict[Any, dict]]):
@@ -447,7 +438,6 @@ class StreamingTracker:
     def run(self, state: Sam2VideoState, backbone_out: dict, h: int, w: int, parsed: dict
             ) -> Sam2VideoFramePrediction:
         """The tracking step of one stream on a frame whose features are ``backbone_out``."""
-        m = self.model
         tracked_ids = set(state.obj_ids)
         t = state.frame_idx
         state.video_size = (h, w)
@@ -457,42 +447,35 @@ class StreamingTracker:
         for g in list(state.groups):
             ids_before = list(g.obj_ids)
             B = len(ids_before)
-            feats, pos, sizes = self._features(backbone_out, B)
-            out = m.track_step(frame_idx=t, is_init_cond_frame=False, current_vision_feats=feats,
-                               current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None,
-                               mask_inputs=None, output_dict=g.output_dict(),
-                               num_frames=self._num_frames(state), run_mem_encoder=True)
-            filled = self._fill(state, out["pred_masks"])
+            out = self._track(state, t, self.core.features(backbone_out, B), [g.store])
+            filled = out.pred_masks
             corrected = [i for i, o in enumerate(g.obj_ids) if o in parsed]
-            mem_f, mem_p = out["maskmem_features"], out["maskmem_pos_enc"]
-            ptr, score = out["obj_ptr"], out["object_score_logits"]
+            mem_f, mem_p = out.maskmem_features, out.maskmem_pos_enc
+            ptr, score = out.obj_ptr, out.object_score_logits
             if corrected:
                 # correction prompts on a tracked frame: official add_new_points_or_box with the
                 # tracked logits as prev mask, memory re-encoded from the corrected mask
-                mem_f, mem_p = mem_f.clone(), [p.clone() for p in mem_p]
-                ptr, score, filled = ptr.clone(), score.clone(), filled.clone()
+                mem_f, ptr, score, filled = mem_f.clone(), ptr.clone(), score.clone(), filled.clone()
                 for i in corrected:
-                    pr = dict(parsed[g.obj_ids[i]])
-                    pr["_bank"] = self._row_bank(g, i)
+                    pr = parsed[g.obj_ids[i]]
                     prev = torch.clamp(filled[i:i + 1], -32.0, 32.0) if "points" in pr else None
-                    c = self._prompt_step(state, t, backbone_out, pr, False, prev)
-                    cf = self._fill(state, c["pred_masks"])
-                    f1, p1 = self._encode_prompted(backbone_out, cf, c["object_score_logits"])
-                    mem_f[i:i + 1], ptr[i:i + 1] = f1, c["obj_ptr"]
-                    score[i:i + 1], filled[i:i + 1] = c["object_score_logits"], cf
-                    for a, b in zip(mem_p, p1):
-                        a[i:i + 1] = b
-            entry = {"maskmem_features": mem_f, "maskmem_pos_enc": mem_p, "obj_ptr": ptr,
-                     "object_score_logits": score}
+                    c = self._prompt_step(state, t, backbone_out, pr, self._row_store(g, i), prev)
+                    f1, _ = self.core.encode_prompted_memory(self.core.features(backbone_out, 1),
+                                                             c.pred_masks, c.object_score_logits)
+                    mem_f[i:i + 1], ptr[i:i + 1] = f1, c.obj_ptr
+                    score[i:i + 1], filled[i:i + 1] = c.object_score_logits, c.pred_masks
+            entry = MemoryEntry(obj_ptr=ptr, object_score_logits=score, maskmem_features=mem_f,
+                                maskmem_pos_enc=mem_p)
             if corrected and state.add_all_frames_to_correct_as_cond:
                 if len(corrected) < B:  # the corrected objects get their own history from now on
                     rest = [i for i in range(B) if i not in corrected]
-                    ng = _Group([g.obj_ids[i] for i in corrected], _copy_rows(g.cond, corrected),
-                                _copy_rows(g.non_cond, corrected))
-                    ng.cond[t] = _copy_rows({t: entry}, corrected)[t]
+                    ng = _Group([g.obj_ids[i] for i in corrected],
+                                MemoryStore({f: e.select(corrected) for f, e in g.cond.items()},
+                                            {f: e.select(corrected) for f, e in g.non_cond.items()}))
+                    ng.cond[t] = entry.select(corrected)
                     g.select(rest)
                     g.obj_ids = [g.obj_ids[i] for i in rest]
-                    g.non_cond[t] = _copy_rows({t: entry}, rest)[t]
+                    g.non_cond[t] = entry.select(rest)
                     state.groups.insert(state.groups.index(g) + 1, ng)
                 else:
                     g.cond[t] = entry
@@ -504,17 +487,16 @@ class StreamingTracker:
         # 2) new objects prompted on this frame: one new group
         new_ids = [o for o in parsed if o not in tracked_ids]
         if new_ids:
-            outs = []
-            for o in new_ids:
-                pr = dict(parsed[o])
-                pr["_bank"] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-                outs.append(self._prompt_step(state, t, backbone_out, pr, True, None))
-            filled = torch.cat([self._fill(state, c["pred_masks"]) for c in outs])
-            scores = torch.cat([c["object_score_logits"] for c in outs])
-            mem_f, mem_p = self._encode_prompted(backbone_out, filled, scores)
+            outs = [self._prompt_step(state, t, backbone_out, parsed[o], None, None)
+                    for o in new_ids]
+            filled = torch.cat([c.pred_masks for c in outs])
+            scores = torch.cat([c.object_score_logits for c in outs])
+            mem_f, mem_p = self.core.encode_prompted_memory(
+                self.core.features(backbone_out, len(new_ids)), filled, scores)
             g = _Group(list(new_ids))
-            g.cond[t] = {"maskmem_features": mem_f, "maskmem_pos_enc": mem_p,
-                         "obj_ptr": torch.cat([c["obj_ptr"] for c in outs]), "object_score_logits": scores}
+            g.cond[t] = MemoryEntry(obj_ptr=torch.cat([c.obj_ptr for c in outs]),
+                                    object_score_logits=scores, maskmem_features=mem_f,
+                                    maskmem_pos_enc=mem_p)
             state.groups.append(g)
             for i, o in enumerate(new_ids):
                 results[o] = (filled[i:i + 1], scores[i:i + 1])
@@ -530,79 +512,62 @@ class StreamingTracker:
         ids = state.obj_ids
         low = torch.cat([results[o][0] for o in ids])
         scores = torch.cat([results[o][1] for o in ids]).float()
-        logits = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-        if state.non_overlap_masks:
-            logits = self.model._apply_non_overlapping_constraints(logits)
+        logits = self.core.to_video(low, (h, w), state.non_overlap_masks)
         return Sam2VideoFramePrediction(t, ids, logits, logits > 0, scores)
 
     def _track_across_streams(self, items: List[tuple]) -> List[Dict[Any, tuple]]:
-        """Track the groups of several prompt-free streams; groups whose memory layouts match
-        relative to their streams' current frames (e.g. streams prompted alike) run as one
-        batch. ``items``: [(state, backbone_out)]. Returns per-stream results
-        {obj_id: (filled low-res, score)}; the banks are updated as in :meth:`run`."""
-        m = self.model
+        """Track the groups of several prompt-free streams; groups whose steps read the same
+        frames relative to their streams' current frames (e.g. streams prompted alike) run as
+        one batch. ``items``: [(state, backbone_out)]. Returns per-stream results
+        {obj_id: (filled low-res, score)}; the stores are updated as in :meth:`run`."""
         batches: Dict[tuple, List[tuple]] = {}
         for si, (state, bo) in enumerate(items):
             t = state.frame_idx
             for g in state.groups:
-                key = (tuple(f - t for f in g.cond), tuple(f - t for f in g.non_cond),
-                       state.num_frames, state.fill_hole_area)
+                key = (self._plan(state, g.store, t).relative(), state.num_frames,
+                       state.fill_hole_area)
                 batches.setdefault(key, []).append((si, state, g, bo))
         per_stream: List[Dict[Any, tuple]] = [{} for _ in items]
         for members in batches.values():
-            T = max(st.frame_idx for _, st, _, _ in members)  # a common frame index
-            rekeyed = [{f - st.frame_idx + T: o for f, o in bank.items()}
-                       for _, st, g, _ in members for bank in (g.cond, g.non_cond)]
-            bank = {"cond_frame_outputs": _CatBank(rekeyed[0::2]),
-                    "non_cond_frame_outputs": _CatBank(rekeyed[1::2])}
-            rows = [len(g.obj_ids) for _, _, g, _ in members]
-            feats_pos = [self._features(bo, n) for (_, _, _, bo), n in zip(members, rows)]
-            feats = [torch.cat(level, dim=1) for level in zip(*(fp[0] for fp in feats_pos))]
-            pos = [torch.cat(level, dim=1) for level in zip(*(fp[1] for fp in feats_pos))]
-            out = m.track_step(frame_idx=T, is_init_cond_frame=False, current_vision_feats=feats,
-                               current_vision_pos_embeds=pos, feat_sizes=feats_pos[0][2],
-                               point_inputs=None, mask_inputs=None, output_dict=bank,
-                               num_frames=self._num_frames(members[0][1]), run_mem_encoder=True)
-            filled = self._fill(members[0][1], out["pred_masks"])
+            lead = members[0][1]
+            features = FrameFeatures.cat([self.core.features(bo, len(g.obj_ids))
+                                          for _, _, g, bo in members])
+            offsets = [st.frame_idx - lead.frame_idx for _, st, _, _ in members]
+            out = self._track(lead, lead.frame_idx, features, [g.store for _, _, g, _ in members],
+                              offsets)
+            entry = out.entry(keep_masks=False)
             start = 0
-            for (si, st, g, _), n in zip(members, rows):
-                sl = slice(start, start + n)
-                g.non_cond[st.frame_idx] = {
-                    "maskmem_features": out["maskmem_features"][sl],
-                    "maskmem_pos_enc": [p[sl] for p in out["maskmem_pos_enc"]],
-                    "obj_ptr": out["obj_ptr"][sl], "object_score_logits": out["object_score_logits"][sl]}
+            for si, st, g, _ in members:
+                n = len(g.obj_ids)
+                rows = list(range(start, start + n))
+                g.non_cond[st.frame_idx] = entry if n == entry.batch_size else _rows_view(entry, rows)
                 for i, o in enumerate(g.obj_ids):
-                    per_stream[si][o] = (filled[start + i:start + i + 1],
-                                         out["object_score_logits"][start + i:start + i + 1])
+                    per_stream[si][o] = (out.pred_masks[start + i:start + i + 1],
+                                         out.object_score_logits[start + i:start + i + 1])
                 start += n
         return per_stream
 
-    def _row_bank(self, g: _Group, i: int) -> dict:
-        """Object ``i`` of group ``g`` as a one-object memory bank (views, no copies)."""
-        def row(out):
-            r = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
-            if out.get("maskmem_pos_enc") is not None:
-                r["maskmem_pos_enc"] = [p[i:i + 1] for p in out["maskmem_pos_enc"]]
-            return r
-        return {"cond_frame_outputs": {t: row(o) for t, o in g.cond.items()},
-                "non_cond_frame_outputs": {t: row(o) for t, o in g.non_cond.items()}}
+    def _row_store(self, g: _Group, i: int) -> MemoryStore:
+        """Object ``i`` of group ``g`` as a one-object store (views, no copies)."""
+        return MemoryStore({t: e.row(i) for t, e in g.cond.items()},
+                           {t: e.row(i) for t, e in g.non_cond.items()})
 
     def _prune(self, state: Sam2VideoState, t: int) -> None:
-        """Drop what the next frames can no longer attend to (module docstring)."""
-        cfg = self.model.config
-        spatial_keep = self.model.num_maskmem - 1  # frames t-5..t are read at t+1
-        ptr_keep = cfg.max_obj_ptrs_in_encoder - 1  # pointers of t-14..t are read at t+1
+        """Keep exactly what the next frame's step reads (the one read rule; older frames are
+        never read again), and at most ``max_cond_frames`` conditioning frames (the first one
+        and the most recent ones)."""
         for g in state.groups:
-            for f in list(g.non_cond):
-                if f <= t - ptr_keep:
-                    del g.non_cond[f]
-                elif f <= t - spatial_keep and g.non_cond[f].get("maskmem_features") is not None:
-                    g.non_cond[f] = {"maskmem_features": None, "maskmem_pos_enc": None,
-                                     "obj_ptr": g.non_cond[f]["obj_ptr"],
-                                     "object_score_logits": g.non_cond[f]["object_score_logits"]}
+            g.store.retain(self._plan(state, g.store, t + 1))
             while len(g.cond) > state.max_cond_frames:
-                frames = sorted(g.cond)
-                del g.cond[frames[1]]  # keep the initial prompt and the most recent ones
+                frames = list(g.cond)
+                del g.cond[sorted(frames)[1]]  # keep the initial prompt and the most recent ones
+
+
+def _rows_view(entry: MemoryEntry, rows: List[int]) -> MemoryEntry:
+    """Consecutive batch ``rows`` of ``entry`` as views."""
+    lo, hi = rows[0], rows[-1] + 1
+    return MemoryEntry(**{n: (None if getattr(entry, n) is None else getattr(entry, n)[lo:hi])
+                          for n in MemoryEntry._TENSORS})
 
 
 __all__ = ["Sam2VideoState", "Sam2VideoFramePrediction", "StreamingTracker", "iter_frames",

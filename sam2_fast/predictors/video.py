@@ -11,12 +11,19 @@ Differences from the official, all on purpose:
   instead of subclassing it.
 * Memories stay in the model's dtype (the official casts them to bf16 and then fails in fp32,
   upstream #308); ``memory_dtype=torch.bfloat16`` keeps the official's storage explicitly.
-* Hole filling (``fill_hole_area``) is done with a torch connected-components labelling
-  (8-connectivity, as the official CUDA extension), so it works on every device (the official
-  silently skips it without its extension, #243).
+* The tracking itself is the shared engine (:mod:`sam2_fast.engine`): the books hold typed
+  :class:`~sam2_fast.engine.memory_bank.MemoryEntry` values (official key access still works),
+  what a step reads is decided by the one rule
+  :func:`~sam2_fast.engine.memory_bank.plan_memory_read`, and a step reads it from
+  fixed-capacity buffers. Objects whose steps read the same frames are tracked as one batch.
+* Hole filling (``fill_hole_area``) gives the official CUDA extension's result on every device
+  with no host synchronisation (:mod:`sam2_fast.engine.postprocess`; the official silently skips
+  it without its extension, #243).
 * ``clear_non_cond_mem_around_input=True`` works (the official calls a missing method, #571):
-  it drops the object's non-conditioning memories within ``memory_temporal_stride_for_eval *
-  num_maskmem`` frames of an interacted frame (the interacted frame itself is kept).
+  it drops the object's tracked memories that the steps next to an interacted frame would read
+  (:func:`~sam2_fast.engine.memory_bank.frames_read_around`; the official's window is
+  ``memory_temporal_stride_for_eval * num_maskmem`` frames each side); the interacted frame is
+  kept.
 * Bad input (frame index out of range, wrong mask size, malformed points/boxes, ...) raises
   ``ValueError`` before the state is touched, so the state stays usable; no tqdm/prints.
 """
@@ -25,7 +32,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -33,125 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from sam2_fast.config import NO_OBJ_SCORE
+from sam2_fast.engine.core import TrackingCore
+from sam2_fast.engine.memory_bank import MemoryEntry, MemoryStore, frames_read_around
+from sam2_fast.engine.postprocess import connected_components, fill_holes_in_mask_scores
 from sam2_fast.io.frames import AsyncFrameLoader, LazyFrameLoader, load_video_frames
-
-
-# ----------------------------------------------------------------------------- hole filling
-def connected_components(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """8-connected components of binary masks (same outputs as the official CUDA
-    ``get_connected_components``).
-
-    Args:
-        mask: (N, 1, H, W) bool/0-1 tensor, any device.
-
-    Returns:
-        (labels, areas), both (N, 1, H, W) int64: labels > 0 identify the component of each
-        foreground pixel (0 on background; values are not consecutive); areas is the pixel
-        count of that pixel's component (0 on background).
-
-    Raises:
-        ValueError: mask is not 4-D with one channel.
-    """
-    if mask.dim() != 4 or mask.shape[1] != 1:
-        raise ValueError(f"mask must be (N, 1, H, W), got {tuple(mask.shape)}")
-    n, _, h, w = mask.shape
-    fg = mask.bool()
-    if fg.numel() == 0:
-        z = torch.zeros(mask.shape, dtype=torch.int64, device=mask.device)
-        return z, z.clone()
-    # label = 1 + flat index (unique over the batch); propagate the max label over 8-neighbours
-    # inside the foreground, with pointer jumping (label <- label of the pixel it names) so
-    # long components converge in few iterations.
-    idx = torch.arange(1, n * h * w + 1, device=mask.device, dtype=torch.float64).view(n, 1, h, w)
-    # float64 holds integers exactly up to 2^53; max_pool2d needs a float dtype
-    lab = torch.where(fg, idx, torch.zeros_like(idx))
-    while True:
-        pooled = F.max_pool2d(lab, kernel_size=3, stride=1, padding=1)
-        new = torch.where(fg, pooled, torch.zeros_like(pooled))
-        flat = new.flatten()
-        for _ in range(2):  # pointer jumping
-            ptr = (flat.long() - 1).clamp(min=0)
-            jumped = torch.where(flat > 0, flat[ptr], flat)
-            flat = torch.maximum(flat, jumped)
-        new = flat.view(n, 1, h, w)
-        if torch.equal(new, lab):
-            break
-        lab = new
-    labels = lab.long()
-    counts = torch.bincount(labels.flatten(), minlength=n * h * w + 1)
-    areas = torch.where(fg, counts[labels], torch.zeros_like(labels))
-    return labels, areas
-
-
-def fill_holes_in_mask_scores(mask: torch.Tensor, max_area: int) -> torch.Tensor:
-    """Fill small holes of mask logits (official ``sam2.utils.misc.fill_holes_in_mask_scores``):
-    background components (logit <= 0, 8-connected) of area <= ``max_area`` pixels get logit
-    0.1.
-
-    Args:
-        mask: (N, 1, H, W) float mask logits.
-        max_area: positive int, in pixels of ``mask``.
-
-    Returns:
-        a new (N, 1, H, W) tensor, same dtype/device.
-
-    Raises:
-        ValueError: ``max_area`` <= 0 or a malformed mask.
-    """
-    if max_area <= 0:
-        raise ValueError(f"max_area must be positive, got {max_area}")
-    labels, areas = connected_components(mask <= 0)
-    is_hole = (labels > 0) & (areas <= max_area)
-    return torch.where(is_hole, torch.full_like(mask, 0.1), mask)
-
-
-# ----------------------------------------------------------------------------- batching
-class _CatBank(Mapping):
-    """A read-only view of several objects' ``{frame: out}`` dicts with the same keys, whose
-    ``out`` tensors are concatenated over the batch on access (only the frames the tracking
-    step reads are materialized)."""
-
-    def __init__(self, dicts: List[Dict[int, dict]]) -> None:
-        self._dicts = dicts
-        self._cache: Dict[int, dict] = {}
-
-    def __getitem__(self, t: int) -> dict:
-        if t not in self._cache:
-            outs = [d[t] for d in self._dicts]
-            merged = {}
-            for k, v in outs[0].items():
-                if isinstance(v, torch.Tensor):
-                    merged[k] = torch.cat([o[k] for o in outs], dim=0)
-                elif isinstance(v, list):
-                    merged[k] = [torch.cat(ps, dim=0) for ps in zip(*(o[k] for o in outs))]
-                else:
-                    merged[k] = v
-            self._cache[t] = merged
-        return self._cache[t]
-
-    def __iter__(self):
-        return iter(self._dicts[0])
-
-    def __len__(self) -> int:
-        return len(self._dicts[0])
-
-
-def _batched_bank(banks: List[dict]) -> dict:
-    """Several per-object memory banks with one layout -> one batched bank (lazy)."""
-    return {k: _CatBank([b[k] for b in banks]) for k in ("cond_frame_outputs", "non_cond_frame_outputs")}
-
-
-def _bank_row(out: dict, j: int) -> dict:
-    """Row ``j`` of a batched per-frame output (views)."""
-    row = {}
-    for k, v in out.items():
-        if isinstance(v, torch.Tensor):
-            row[k] = v[j:j + 1]
-        elif isinstance(v, list):
-            row[k] = [p[j:j + 1] for p in v]
-        else:
-            row[k] = v
-    return row
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -169,10 +60,10 @@ class Sam2VideoPredictor:
         add_all_frames_to_correct_as_cond: correction clicks on tracked frames make them
             conditioning frames.
         memory_dtype: dtype the spatial memories are stored in; None = the model's dtype.
-        batch_objects: during propagation, track objects whose memory banks have the same frame
-            layout (e.g. all prompted on the same frame) as one batch through memory attention,
-            the mask decoder and the memory encoder (the official loops over objects; results
-            agree within fp32 rounding). False = one object at a time.
+        batch_objects: during propagation, track objects whose steps read the same memory frames
+            (e.g. all prompted on the same frame) as one batch through memory attention, the
+            mask decoder and the memory encoder (the official loops over objects; results agree
+            within fp32 rounding). False = one object at a time.
 
     All methods run under ``torch.inference_mode``. Masks returned are float32 logits at the
     video resolution, (num_objects, 1, H, W), ``NO_OBJ_SCORE`` (-1024) where an object is
@@ -192,6 +83,7 @@ class Sam2VideoPredictor:
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.memory_dtype = memory_dtype
         self.batch_objects = batch_objects
+        self.core = TrackingCore(self.model)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -290,8 +182,7 @@ class Sam2VideoPredictor:
                 v.clear()
         for key in ("output_dict_per_obj", "temp_output_dict_per_obj"):
             for v in inference_state[key].values():
-                v["cond_frame_outputs"].clear()
-                v["non_cond_frame_outputs"].clear()
+                v.clear()
 
     # ------------------------------------------------------------------ object ids
     def _obj_id_to_idx(self, inference_state: dict, obj_id) -> int:
@@ -304,10 +195,8 @@ class Sam2VideoPredictor:
         inference_state["obj_ids"] = list(inference_state["obj_id_to_idx"])
         inference_state["point_inputs_per_obj"][idx] = {}
         inference_state["mask_inputs_per_obj"][idx] = {}
-        inference_state["output_dict_per_obj"][idx] = {"cond_frame_outputs": {},
-                                                       "non_cond_frame_outputs": {}}
-        inference_state["temp_output_dict_per_obj"][idx] = {"cond_frame_outputs": {},
-                                                            "non_cond_frame_outputs": {}}
+        inference_state["output_dict_per_obj"][idx] = MemoryStore()
+        inference_state["temp_output_dict_per_obj"][idx] = MemoryStore()
         inference_state["frames_tracked_per_obj"][idx] = {}
         return idx
 
@@ -423,7 +312,7 @@ class Sam2VideoPredictor:
                 prev_out["pred_masks"].to(inference_state["device"], non_blocking=True),
                 -32.0, 32.0)
         current_out, _ = self._run_single_frame_inference(
-            inference_state, obj_output_dict, frame_idx, batch_size=1,
+            inference_state, [obj_output_dict], frame_idx, batch_size=1,
             is_init_cond_frame=is_init_cond_frame, point_inputs=point_inputs,
             mask_inputs=None, reverse=reverse, run_mem_encoder=False,
             prev_sam_mask_logits=prev_sam_mask_logits)
@@ -475,7 +364,7 @@ class Sam2VideoPredictor:
             inference_state, obj_idx, frame_idx)
         obj_output_dict = inference_state["output_dict_per_obj"][obj_idx]
         current_out, _ = self._run_single_frame_inference(
-            inference_state, obj_output_dict, frame_idx, batch_size=1,
+            inference_state, [obj_output_dict], frame_idx, batch_size=1,
             is_init_cond_frame=is_init_cond_frame, point_inputs=None, mask_inputs=m,
             reverse=reverse, run_mem_encoder=False)
         inference_state["temp_output_dict_per_obj"][obj_idx][storage_key][frame_idx] = current_out
@@ -521,13 +410,7 @@ class Sam2VideoPredictor:
         device = inference_state["device"]
         vh, vw = inference_state["video_height"], inference_state["video_width"]
         any_res_masks = any_res_masks.to(device, non_blocking=True)
-        if tuple(any_res_masks.shape[-2:]) == (vh, vw):
-            video_res_masks = any_res_masks
-        else:
-            video_res_masks = F.interpolate(any_res_masks.float(), size=(vh, vw),
-                                            mode="bilinear", align_corners=False)
-        if self.non_overlap_masks:
-            video_res_masks = self.model._apply_non_overlapping_constraints(video_res_masks)
+        video_res_masks = self.core.to_video(any_res_masks, (vh, vw), self.non_overlap_masks)
         return any_res_masks, video_res_masks
 
     def _consolidate_temp_output_across_obj(self, inference_state, frame_idx, is_cond,
@@ -579,16 +462,8 @@ class Sam2VideoPredictor:
             temp = inference_state["temp_output_dict_per_obj"][obj_idx]
             for storage_key in ("non_cond_frame_outputs", "cond_frame_outputs"):
                 for frame_idx, out in temp[storage_key].items():
-                    if out["maskmem_features"] is None:
-                        high_res = F.interpolate(
-                            out["pred_masks"].to(inference_state["device"]).float(),
-                            size=(self.image_size, self.image_size), mode="bilinear",
-                            align_corners=False)
-                        f, p = self._run_memory_encoder(
-                            inference_state, frame_idx, 1, high_res,
-                            out["object_score_logits"], is_mask_from_pts=True)
-                        out["maskmem_features"] = f
-                        out["maskmem_pos_enc"] = p
+                    if out.maskmem_features is None:
+                        out = self._run_memory_encoder(inference_state, frame_idx, out)
                     outd[storage_key][frame_idx] = out
                     if self.clear_non_cond_mem_around_input:
                         self._clear_obj_non_cond_mem_around_input(inference_state, frame_idx,
@@ -650,17 +525,16 @@ class Sam2VideoPredictor:
                                                                   obj_idx)
                 else:
                     to_track.append(obj_idx)
-            # objects whose memory banks have the same frame layout are tracked as one batch
-            for group in self._layout_groups(inference_state, to_track):
-                banks = [inference_state["output_dict_per_obj"][i] for i in group]
-                bank = banks[0] if len(banks) == 1 else _batched_bank(banks)
+            # objects whose steps read the same memory frames are tracked as one batch
+            for group in self._layout_groups(inference_state, to_track, frame_idx, reverse):
+                stores = [inference_state["output_dict_per_obj"][i] for i in group]
                 current_out, pred_masks = self._run_single_frame_inference(
-                    inference_state, bank, frame_idx, batch_size=len(group),
+                    inference_state, stores, frame_idx, batch_size=len(group),
                     is_init_cond_frame=False, point_inputs=None, mask_inputs=None,
                     reverse=reverse, run_mem_encoder=True)
                 for j, obj_idx in enumerate(group):
-                    row = current_out if len(group) == 1 else _bank_row(current_out, j)
-                    banks[j]["non_cond_frame_outputs"][frame_idx] = row
+                    row = current_out if len(group) == 1 else current_out.row(j)
+                    stores[j].non_cond[frame_idx] = row
                     pred[obj_idx] = pred_masks[j:j + 1]
             for obj_idx in range(batch_size):
                 inference_state["frames_tracked_per_obj"][obj_idx][frame_idx] = {
@@ -669,16 +543,18 @@ class Sam2VideoPredictor:
             _, video_res_masks = self._get_orig_video_res_output(inference_state, all_masks)
             yield frame_idx, obj_ids, video_res_masks
 
-    def _layout_groups(self, inference_state: dict, obj_idxs: List[int]) -> List[List[int]]:
-        """Split objects into batches with identical memory layouts (same conditioning and
-        tracked frames, in the same order); one batch each when ``batch_objects`` is off."""
+    def _layout_groups(self, inference_state: dict, obj_idxs: List[int], frame_idx: int,
+                       reverse: bool = False) -> List[List[int]]:
+        """Split objects into batches whose steps on ``frame_idx`` read the same memory frames
+        (equal :class:`~sam2_fast.engine.memory_bank.MemoryReadPlan`); one batch each when
+        ``batch_objects`` is off."""
         if not self.batch_objects:
             return [[i] for i in obj_idxs]
-        groups: Dict[tuple, List[int]] = {}
+        groups: Dict[object, List[int]] = {}
         for i in obj_idxs:
-            outd = inference_state["output_dict_per_obj"][i]
-            key = (tuple(outd["cond_frame_outputs"]), tuple(outd["non_cond_frame_outputs"]))
-            groups.setdefault(key, []).append(i)
+            plan = inference_state["output_dict_per_obj"][i].plan(
+                self.model.config, frame_idx, inference_state["num_frames"], reverse)
+            groups.setdefault(plan, []).append(i)
         return list(groups.values())
 
     # ------------------------------------------------------------------ edits
@@ -762,88 +638,70 @@ class Sam2VideoPredictor:
 
     def _clear_obj_non_cond_mem_around_input(self, inference_state: dict, frame_idx: int,
                                              obj_idx: int) -> None:
-        """Drop object ``obj_idx``'s non-conditioning memories within
-        ``memory_temporal_stride_for_eval * num_maskmem`` frames of ``frame_idx`` (the frame
-        itself is kept, so a correction stored as non-conditioning survives). This is what the
-        official ``clear_non_cond_mem_around_input=True`` path means to call (#571)."""
-        r = self.model.config.memory_temporal_stride_for_eval
-        span = r * self.model.num_maskmem
-        non_cond = inference_state["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"]
-        for t in range(frame_idx - span, frame_idx + span + 1):
-            if t != frame_idx:
-                non_cond.pop(t, None)
+        """Drop object ``obj_idx``'s tracked memories that the steps next to ``frame_idx`` would
+        read (:func:`~sam2_fast.engine.memory_bank.frames_read_around`; the frame itself is
+        kept, so a correction stored as non-conditioning survives). This is what the official
+        ``clear_non_cond_mem_around_input=True`` path means to do (#571), with the window taken
+        from the one read rule instead of ``memory_temporal_stride_for_eval * num_maskmem``
+        frames each side."""
+        store = inference_state["output_dict_per_obj"][obj_idx]
+        for t in frames_read_around(self.model.config, frame_idx, list(store.cond),
+                                    store.non_cond, inference_state["num_frames"]):
+            store.non_cond.pop(t, None)
 
     # ------------------------------------------------------------------ model calls
     def _get_image_feature(self, inference_state: dict, frame_idx: int, batch_size: int):
+        """The frame's features for ``batch_size`` objects (the last frame's image-encoder output
+        is cached, as the official)."""
         image, backbone_out = inference_state["cached_features"].get(frame_idx, (None, None))
         if backbone_out is None:
             device = inference_state["device"]
             image = inference_state["images"][frame_idx].to(device).to(self.dtype).unsqueeze(0)
             backbone_out = self.model.forward_image(image)
             inference_state["cached_features"] = {frame_idx: (image, backbone_out)}
-        expanded = {
-            "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
-            "vision_pos_enc": [p.expand(batch_size, -1, -1, -1)
-                               for p in backbone_out["vision_pos_enc"]],
-        }
-        features = self.model._prepare_backbone_features(expanded)
-        return (image.expand(batch_size, -1, -1, -1),) + tuple(features)
+        return self.core.features(backbone_out, batch_size)
 
-    def _store_memory(self, inference_state, maskmem_features):
-        dtype = self.memory_dtype or maskmem_features.dtype
-        return maskmem_features.to(dtype=dtype).to(inference_state["storage_device"],
-                                                    non_blocking=True)
+    def _stored(self, inference_state: dict, entry: MemoryEntry) -> MemoryEntry:
+        """An entry as the books keep it: spatial memory in ``memory_dtype`` and masks on the
+        storage device (``offload_state_to_cpu``)."""
+        storage = inference_state["storage_device"]
+        f = entry.maskmem_features
+        if f is not None:
+            f = f.to(dtype=self.memory_dtype or f.dtype).to(storage, non_blocking=True)
+        return MemoryEntry(obj_ptr=entry.obj_ptr, object_score_logits=entry.object_score_logits,
+                           maskmem_features=f, maskmem_pos_enc=entry.maskmem_pos_enc,
+                           pred_masks=entry.pred_masks.to(storage, non_blocking=True))
 
-    def _run_single_frame_inference(self, inference_state, output_dict, frame_idx, batch_size,
-                                    is_init_cond_frame, point_inputs, mask_inputs, reverse,
-                                    run_mem_encoder, prev_sam_mask_logits=None):
-        _, _, feats, pos, feat_sizes = self._get_image_feature(inference_state, frame_idx,
-                                                               batch_size)
+    def _run_single_frame_inference(self, inference_state, stores: List[MemoryStore], frame_idx,
+                                    batch_size, is_init_cond_frame, point_inputs, mask_inputs,
+                                    reverse, run_mem_encoder, prev_sam_mask_logits=None):
+        """One step for the objects of ``stores`` (their steps read the same frames) through
+        the shared engine. Returns (the entry as stored, hole-filled low-res masks on the
+        device (B, 1, 4h, 4w))."""
         if point_inputs is not None and mask_inputs is not None:
             raise ValueError("point and mask inputs cannot be given together on one frame")
-        current_out = self.model.track_step(
-            frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame,
-            current_vision_feats=feats, current_vision_pos_embeds=pos, feat_sizes=feat_sizes,
-            point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict=output_dict,
-            num_frames=inference_state["num_frames"], track_in_reverse=reverse,
-            run_mem_encoder=run_mem_encoder, prev_sam_mask_logits=prev_sam_mask_logits)
-        storage = inference_state["storage_device"]
-        maskmem_features = current_out["maskmem_features"]
-        if maskmem_features is not None:
-            maskmem_features = self._store_memory(inference_state, maskmem_features)
-        pred_masks_dev = current_out["pred_masks"].float()
-        if self.fill_hole_area > 0:
-            pred_masks_dev = fill_holes_in_mask_scores(pred_masks_dev, self.fill_hole_area)
-        compact = {
-            "maskmem_features": maskmem_features,
-            "maskmem_pos_enc": self._get_maskmem_pos_enc(inference_state, current_out),
-            "pred_masks": pred_masks_dev.to(storage, non_blocking=True),
-            "obj_ptr": current_out["obj_ptr"],
-            "object_score_logits": current_out["object_score_logits"],
-        }
-        return compact, pred_masks_dev
+        features = self._get_image_feature(inference_state, frame_idx, batch_size)
+        memory = None
+        reads_memory = not (mask_inputs is not None
+                            and self.model.config.use_mask_input_as_output_without_sam)
+        if not is_init_cond_frame and reads_memory:
+            plan = stores[0].plan(self.model.config, frame_idx, inference_state["num_frames"],
+                                  reverse)
+            memory = self.core.read_memory(plan, stores, batch_size, features.feat_sizes[-1])
+        out = self.core.step(frame_idx, features, is_init_cond_frame=is_init_cond_frame,
+                             memory=memory, point_inputs=point_inputs, mask_inputs=mask_inputs,
+                             run_mem_encoder=run_mem_encoder,
+                             prev_sam_mask_logits=prev_sam_mask_logits,
+                             fill_hole_area=self.fill_hole_area)
+        return self._stored(inference_state, out.entry()), out.pred_masks
 
-    def _run_memory_encoder(self, inference_state, frame_idx, batch_size, high_res_masks,
-                            object_score_logits, is_mask_from_pts):
-        _, _, feats, _, feat_sizes = self._get_image_feature(inference_state, frame_idx,
-                                                             batch_size)
-        f, p = self.model._encode_new_memory(
-            current_vision_feats=feats, feat_sizes=feat_sizes,
-            pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
-            is_mask_from_pts=is_mask_from_pts)
-        f = self._store_memory(inference_state, f)
-        p = self._get_maskmem_pos_enc(inference_state, {"maskmem_pos_enc": p})
-        return f, p
-
-    def _get_maskmem_pos_enc(self, inference_state, current_out):
-        out_pos = current_out["maskmem_pos_enc"]
-        if out_pos is None:
-            return None
-        consts = inference_state["constants"]
-        if "maskmem_pos_enc" not in consts:
-            consts["maskmem_pos_enc"] = [x[0:1].clone() for x in out_pos]
-        b = out_pos[0].shape[0]
-        return [x.expand(b, -1, -1, -1) for x in consts["maskmem_pos_enc"]]
+    def _run_memory_encoder(self, inference_state, frame_idx: int, out: MemoryEntry) -> MemoryEntry:
+        """Encode the memory of a prompted frame from its stored (hole-filled) low-res masks
+        (official ``propagate_in_video_preflight``)."""
+        features = self._get_image_feature(inference_state, frame_idx, out.batch_size)
+        f, p = self.core.encode_prompted_memory(
+            features, out.pred_masks.to(inference_state["device"]), out.object_score_logits)
+        return self._stored(inference_state, out.with_memory(f, p))
 
 
 def build_sam2_video_predictor(config=None, checkpoint=None, *, device=None, dtype=None,
@@ -871,4 +729,4 @@ def build_sam2_video_predictor(config=None, checkpoint=None, *, device=None, dty
 
 
 __all__ = ["Sam2VideoPredictor", "build_sam2_video_predictor", "fill_holes_in_mask_scores",
-           "connected_components"]
+           "connected_components"]  # the last two re-exported from sam2_fast.engine.postprocess
