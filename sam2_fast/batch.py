@@ -70,9 +70,9 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "batch_manifest.sche
 DONE_MARKER = "DONE"
 EXIT_CODE_CAP = 100
 _PARTIAL = ".partial-"
-# Fault injection for the crash-recovery tests: "ID:FRAME:MARKER" makes the process that tracks
-# video ID exit at once (os._exit(77), like a killed worker) before frame FRAME, if the file
-# MARKER does not exist yet (it is created first, so only the first attempt dies).
+# Fault injection for the crash-recovery tests: "ID:FRAME:MARKER[;ID:FRAME:MARKER...]" makes the
+# process that tracks video ID exit at once (os._exit(77), like a killed worker) before frame
+# FRAME, if the file MARKER does not exist yet (it is created first: only the first attempt dies).
 FAULT_ENV = "SAM2_FAST_BATCH_FAULT"
 
 PathLike = Union[str, os.PathLike]
@@ -636,19 +636,16 @@ def _engine_prompts(frame_prompts: Dict[int, dict]) -> Dict[int, dict]:
 
 
 def _fault_hook(video_id: str) -> Optional[Callable[[int], None]]:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return None
-    vid, frame, marker = spec.split(":", 2)
-    if vid != video_id:
-        return None
+    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(";")):
+        vid, frame, marker = spec.split(":", 2)
+        if vid == video_id:
+            def hook(idx: int, frame: int = int(frame), marker: str = marker) -> None:
+                if idx == frame and not os.path.exists(marker):
+                    Path(marker).touch()
+                    os._exit(77)
 
-    def hook(idx: int) -> None:
-        if idx == int(frame) and not os.path.exists(marker):
-            Path(marker).touch()
-            os._exit(77)
-
-    return hook
+            return hook
+    return None
 
 
 class _FrameTap:
@@ -671,9 +668,16 @@ class _FrameTap:
 
 
 class _Writer:
-    """Writes one video's per-frame outputs into its staging folder."""
+    """Writes one video's per-frame outputs into its staging folder. The PNG/JSON encoding and
+    the overlay run on one background thread (in frame order), overlapping the next frame's
+    tracking; at most ``MAX_PENDING`` frames wait. :meth:`close` waits for them and raises the
+    first error."""
+
+    MAX_PENDING = 8
 
     def __init__(self, staging: Path, src: _Source, opts: OutputOptions, note: Optional[str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.staging = staging
         self.src = src
         self.opts = opts
@@ -682,21 +686,32 @@ class _Writer:
         self.frames = 0
         self.first: Optional[int] = None
         self.last: Optional[int] = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2-fast-batch-write")
+        self._pending: deque = deque()
 
     def write(self, idx: int, frame: np.ndarray, pred) -> None:
+        masks = pred.masks.detach().cpu().numpy()[:, 0]
+        scores = pred.object_score_logits.detach().float().cpu().numpy().reshape(-1)
+        obj_ids = [int(o) for o in pred.obj_ids]
+        name = self.src.names[idx] if self.src.names is not None else f"{idx:05d}"
+        self._pending.append(self._pool.submit(self._files, idx, name, frame, masks, obj_ids, scores))
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.popleft().result()
+        self.frames += 1
+        self.first = idx if self.first is None else self.first
+        self.last = idx
+
+    def _files(self, idx: int, name: str, frame: np.ndarray, masks: np.ndarray, obj_ids: List[int],
+               scores: np.ndarray) -> None:
         from .io.masks import (VideoWriter, combine_object_masks, overlay_masks, rle_frame_record,
                                save_json, save_palette_png)
 
         h, w = frame.shape[:2]
-        masks = pred.masks.detach().cpu().numpy()[:, 0]
-        obj_ids = [int(o) for o in pred.obj_ids]
         index = combine_object_masks(masks, obj_ids) if obj_ids else np.zeros((h, w), np.uint8)
-        name = self.src.names[idx] if self.src.names is not None else f"{idx:05d}"
         if self.opts.format in ("png", "both"):
             save_palette_png(self.staging / f"{name}.png", index, note=self.note)
         if self.opts.format in ("rle", "both"):
             if obj_ids:
-                scores = pred.object_score_logits.detach().float().cpu().numpy().reshape(-1)
                 rec = rle_frame_record(idx, obj_ids, masks, name, object_scores=scores, note=self.note)
             else:
                 rec = {"frame_index": idx, "frame_name": name, "height": h, "width": w, "objects": []}
@@ -709,17 +724,70 @@ class _Writer:
                                          fps=self.opts.fps or self.src.fps or 24.0,
                                          metadata={"comment": self.note} if self.note else None)
             self.video.write(overlay_masks(frame, index, banner="RANDOM WEIGHTS" if self.note else None))
-        self.frames += 1
-        self.first = idx if self.first is None else self.first
-        self.last = idx
 
     def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self.video is not None:
             self.video.close()
 
     def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         if self.video is not None:
             self.video.abort()
+
+
+class _End:
+    pass
+
+
+def _prefetch(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+    """Decode ahead on a background thread (PyAV and Pillow release the GIL while decoding):
+    yields the frames of ``frames`` in order, at most ``depth`` waiting; re-raises its error."""
+    import queue
+
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for f in frames:
+                if not put(f):
+                    break
+            else:
+                put(_End)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put(e)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    t = threading.Thread(target=run, name="sam2-fast-batch-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _End:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def _prompt_records(job: VideoJob):
@@ -748,34 +816,27 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
     sam = lm.sam
     hook = _fault_hook(job.id)
     t0 = time.perf_counter()
+    auto = job.prompts == "auto"
+    start = 0 if auto else min(job.prompts)
+    stop = None if job.max_frames is None else start + job.max_frames
+    n = src.num_frames
+    if n is not None:  # the video length bounds the object-pointer window, as offline
+        n = (n if stop is None else min(n, stop)) - start
+    state = sam.new_video_state(n if n is not None and n > 0 else None)
+    frames = _prefetch(islice(iter_frames(job.video), stop))
+    tap = _FrameTap(frames, hook)
     try:
-        if job.prompts == "auto":
-            n = src.num_frames
-            if n is not None and job.max_frames is not None:
-                n = min(n, job.max_frames)
-            state = sam.new_video_state(n)
-            tap = _FrameTap(islice(iter_frames(job.video), job.max_frames), hook)
+        if auto:
             kw = {} if job.max_objects is None else {"max_objects": job.max_objects}
             for pred in sam.track(tap, prompts="auto", state=state, **kw):
                 writer.write(tap.count - 1, tap.last, pred)
                 if on_frame is not None:
                     on_frame()
         else:
-            start = min(job.prompts)
-            stop = None if job.max_frames is None else start + job.max_frames
-            n = src.num_frames
-            if n is not None:
-                n = (n if stop is None else min(n, stop)) - start
-            state = sam.new_video_state(n if n is not None and n > 0 else None)
             pending = dict(job.prompts)
-            seen = 0
-            tap = _FrameTap(iter_frames(job.video), hook)
             for idx, frame in enumerate(tap):
-                seen = idx + 1
                 if idx < start:
                     continue
-                if stop is not None and idx >= stop:
-                    break
                 p = pending.pop(idx, None)
                 pred = sam.predict_video_frame(state, frame, _engine_prompts(p) if p else None)
                 writer.write(idx, frame, pred)
@@ -783,13 +844,15 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
                     on_frame()
             if pending:
                 raise ValueError(f"prompt frame {min(pending)} is past the end: {job.video} has "
-                                 f"{seen} frames (0..{seen - 1})")
+                                 f"{tap.count} frames (0..{tap.count - 1})")
         if writer.frames == 0:
             raise ValueError(f"{job.video} gave no frames to track")
         writer.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        frames.close()
     return writer, time.perf_counter() - t0
 
 

@@ -415,12 +415,12 @@ def ray_local(tmp_path_factory):
     """A local Ray instance with 2 CPUs; the fault-injection variable is set before it starts
     so that its worker processes inherit it (it names only the test's "crashme" video)."""
     ray = pytest.importorskip("ray")
-    marker = tmp_path_factory.mktemp("fault") / "crashed"
+    fault = tmp_path_factory.mktemp("fault")
     old = os.environ.get(batch.FAULT_ENV)
-    os.environ[batch.FAULT_ENV] = f"crashme:2:{marker}"
+    os.environ[batch.FAULT_ENV] = f"crashme:2:{fault / 'crashme'};noretry:1:{fault / 'noretry'}"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield marker
+        yield fault
     finally:
         ray.shutdown()
         if old is None:
@@ -460,9 +460,9 @@ def test_ray_worker_killed_mid_video_is_rerun(ray_local, ckpt, data, local_run, 
     line["id"] = "crashme"  # the fault hook kills the worker before its frame 2, first attempt only
     m = _lines(tmp_path / "m.jsonl", [line])
     out = tmp_path / "out"
-    assert not ray_local.exists()
+    assert not (ray_local / "crashme").exists()
     s = _run_ray(ckpt, m, out)
-    assert ray_local.exists()  # the worker did die
+    assert (ray_local / "crashme").exists()  # the worker did die
     assert s.exit_code == 0 and s.count("done") == 1
     (rec,) = _status(out)
     assert rec["status"] == "done" and rec["frames"] == 4
@@ -470,3 +470,37 @@ def test_ray_worker_killed_mid_video_is_rerun(ray_local, ckpt, data, local_run, 
     assert any("partial folder" in n for n in rec["notes"])  # the dead attempt's, deleted
     assert not _partials(out)
     assert _pngs(out / "crashme") == _pngs(local_run[1] / "folder")  # all 4 frames, from scratch
+
+
+@pytest.mark.ray
+def test_ray_worker_died_without_retries_is_not_done(ray_local, ckpt, data, local_run, tmp_path):
+    """max_retries=0: the video fails ("worker died"), its partial folder is not taken as done,
+    and the next run redoes it from scratch."""
+    d, _ = data
+    line = json.loads((d / "manifest.jsonl").read_text().splitlines()[0])
+    line.update(video=str(d / "folder"), id="noretry")  # dies before frame 1, first attempt only
+    m = _lines(tmp_path / "m.jsonl", [line])
+    out = tmp_path / "out"
+    s = _run_ray(ckpt, m, out, max_retries=0)
+    assert (ray_local / "noretry").exists() and s.exit_code == 1
+    (rec,) = _status(out)
+    assert rec["status"] == "failed" and "worker died 1 time(s)" in rec["error"]
+    assert not (out / "noretry").exists() and not batch.is_done(out, "noretry")
+    assert len(_partials(out)) == 1  # what the dead worker had written: never renamed into place
+    assert _run_local(ckpt, m, out) == 0
+    assert not _partials(out) and _pngs(out / "noretry") == _pngs(local_run[1] / "folder")
+
+
+def test_corrupt_frame_mid_video(ckpt, data, tmp_path):
+    """A frame folder whose frame 2 cannot be decoded: failed after 2 tracked frames, nothing
+    left behind (the error comes from the decoding thread)."""
+    d, _ = data
+    v = tmp_path / "frames"
+    shutil.copytree(d / "folder", v)
+    (v / "00002.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    m = _lines(tmp_path / "m.jsonl", [{"id": "v", "video": str(v), "prompts": {"0": {"1": {"points": [[9, 9]]}}}}])
+    out = tmp_path / "out"
+    assert _run_local(ckpt, m, out) == 1
+    (rec,) = _status(out)
+    assert rec["status"] == "failed" and "00002.jpg" in rec["error"], rec
+    assert sorted(p.name for p in out.iterdir()) == ["status.jsonl", "summary.json"]
