@@ -32,8 +32,9 @@ last run. ``shard=(i, n)`` runs only the ids with ``crc32(id) % n == i`` and nam
 ``status.shard-<i>-of-<n>.jsonl`` / ``summary.shard-<i>-of-<n>.json``, so independent drivers
 can share one output folder.
 
-Ray (``pip install sam2_fast[ray]``): one actor per GPU of the cluster (or ``num_workers``
-one-CPU actors when there is no GPU or ``device="cpu"``), each loading a model once per
+Ray (``pip install sam2_fast[ray]``): one actor per GPU of the cluster (``workers_per_gpu``
+to share a GPU; ``num_workers`` one-CPU actors when there is no GPU or ``device="cpu"``; see
+:func:`ray_worker_plan`), each loading a model once per
 (model, image_size) group; the videos are sent one at a time to idle actors in group order.
 Actors are created with ``max_restarts=-1`` and ``max_task_retries=max_retries``: a worker that
 dies is restarted by Ray and its video is run again from scratch (the dead attempt's partial
@@ -57,6 +58,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -983,7 +985,7 @@ def run_batch(manifest: Union[PathLike, Iterable[Union[dict, str]]], out: PathLi
               format: str = "png", overlay: bool = False, fps: Optional[float] = None,
               skip_invalid: bool = False, shard: Optional[Tuple[int, int]] = None,
               progress: bool = True, ray_address: Optional[str] = None,
-              num_workers: Optional[int] = None, max_retries: int = 2,
+              num_workers: Optional[int] = None, workers_per_gpu: int = 1, max_retries: int = 2,
               ray_init_kwargs: Optional[dict] = None, base_dir: Optional[PathLike] = None
               ) -> BatchSummary:
     """Track every video of a manifest; the Python side of ``sam2-fast batch``.
@@ -1012,8 +1014,10 @@ def run_batch(manifest: Union[PathLike, Iterable[Union[dict, str]]], out: PathLi
         ray_address: Ray cluster address (``"auto"``, ``"ray://host:10001"`` ...); None =
             ``ray.init()`` (a new local instance, or ``RAY_ADDRESS``). An already initialized
             Ray connection in this process is used as it is (and left open).
-        num_workers: Ray actors: default one per GPU of the cluster; without GPUs (or with
-            ``device="cpu"``) this many one-CPU actors (default 1; torch uses 1 thread each).
+        num_workers: Ray actors: default ``workers_per_gpu`` per GPU of the cluster (at most
+            this many); without GPUs (or with ``device="cpu"``) this many one-CPU actors
+            (default 1; torch uses 1 thread each). See :func:`ray_worker_plan`.
+        workers_per_gpu: Ray actors sharing one GPU (``num_gpus=1/k``), default 1.
         max_retries: Ray's ``max_task_retries`` per video when its worker process dies (the
             actor is restarted each time, ``max_restarts=-1``).
         ray_init_kwargs: extra ``ray.init`` arguments (e.g. ``{"num_cpus": 2}``).
@@ -1047,6 +1051,8 @@ def run_batch(manifest: Union[PathLike, Iterable[Union[dict, str]]], out: PathLi
         raise ValueError(f"max_retries must be >= 0, got {max_retries}")
     if num_workers is not None and num_workers < 1:
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if workers_per_gpu < 1:
+        raise ValueError(f"workers_per_gpu must be >= 1, got {workers_per_gpu}")
     if executor == "ray":
         import importlib.util
 
@@ -1097,8 +1103,8 @@ def run_batch(manifest: Union[PathLike, Iterable[Union[dict, str]]], out: PathLi
             if executor == "local":
                 _run_local(ordered, out, opts, record, bar)
             else:
-                workers = _run_ray(ordered, out, opts, record, ray_address, num_workers, max_retries,
-                                   device, dict(ray_init_kwargs or {}))
+                workers = _run_ray(ordered, out, opts, record, ray_address, num_workers,
+                                   workers_per_gpu, max_retries, device, dict(ray_init_kwargs or {}))
         finally:
             bar.close()
     finally:
@@ -1147,7 +1153,9 @@ class BatchWorker:
     def run(self, job: VideoJob, spec: ModelSpec) -> VideoResult:
         import ray
 
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():  # Ray's own property uses a deprecated Ray API inside
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
         try:
             lm = self.cache.get(spec)
         except RuntimeError as e:
@@ -1158,9 +1166,29 @@ class BatchWorker:
         return res
 
 
+def ray_worker_plan(resources: Dict[str, float], device: Optional[str], num_workers: Optional[int],
+                    workers_per_gpu: int = 1) -> Tuple[int, dict, Optional[int], str]:
+    """How many Ray actors, with which resources: (count, actor options, torch threads or None,
+    device).
+
+    GPUs in ``resources`` (``ray.cluster_resources()``) and ``device`` not ``"cpu"``:
+    ``workers_per_gpu`` actors per GPU, each ``num_gpus=1/workers_per_gpu`` and one CPU (two per
+    GPU let one actor's CPU work, decoding and the PIL resize, overlap the other's GPU work),
+    at most ``num_workers`` in all. Otherwise ``num_workers`` (default 1) one-CPU actors whose
+    torch uses one thread. Raises BatchError for ``device="cuda"`` without a GPU.
+    """
+    gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
+    if device == "cuda" and gpus == 0:
+        raise BatchError("device 'cuda' but the Ray cluster has no GPU")
+    if gpus:
+        slots = gpus * workers_per_gpu
+        return min(num_workers or slots, slots), {"num_gpus": 1 / workers_per_gpu, "num_cpus": 1}, None, "cuda"
+    return num_workers or 1, {"num_cpus": 1}, 1, "cpu"
+
+
 def _run_ray(ordered, out: Path, opts: OutputOptions, record, address: Optional[str],
-             num_workers: Optional[int], max_retries: int, device: Optional[str],
-             init_kwargs: dict) -> int:
+             num_workers: Optional[int], workers_per_gpu: int, max_retries: int,
+             device: Optional[str], init_kwargs: dict) -> int:
     import ray
     from ray.exceptions import RayActorError
 
@@ -1174,20 +1202,7 @@ def _run_ray(ordered, out: Path, opts: OutputOptions, record, address: Optional[
     actors = []
     probe = out / f".batch-probe-{uuid.uuid4().hex}"
     try:
-        res = ray.cluster_resources()
-        gpus = int(res.get("GPU", 0)) if device != "cpu" else 0
-        if device == "cuda" and gpus == 0:
-            raise BatchError("device 'cuda' but the Ray cluster has no GPU")
-        if gpus:
-            n = min(num_workers or gpus, gpus)
-            opt = {"num_gpus": 1, "num_cpus": 1}
-            threads = None
-            dev = "cuda"
-        else:
-            n = num_workers or 1
-            opt = {"num_cpus": 1}
-            threads = 1
-            dev = "cpu"
+        n, opt, threads, dev = ray_worker_plan(ray.cluster_resources(), device, num_workers, workers_per_gpu)
         if not ordered:
             return n
         n = min(n, len(ordered))
@@ -1241,6 +1256,6 @@ def parse_shard(text: str) -> Tuple[int, int]:
 
 
 __all__ = ["run_batch", "BatchError", "load_manifest", "VideoJob", "ManifestError", "ManifestInvalid",
-           "VideoResult", "BatchSummary", "ModelSpec", "OutputOptions", "process_video",
-           "is_done", "auto_prompts_supported", "resolve_model", "parse_shard", "SCHEMA_PATH",
+           "VideoResult", "BatchSummary", "ModelSpec", "OutputOptions",
+           "is_done", "auto_prompts_supported", "ray_worker_plan", "resolve_model", "parse_shard", "SCHEMA_PATH",
            "DONE_MARKER", "EXIT_CODE_CAP"]

@@ -1011,32 +1011,38 @@ _COMMANDS = {"video": cmd_video, "image": cmd_image, "info": cmd_info, "convert"
 
 # ============================================================================ batch
 def _add_batch_parser(sub) -> None:
+    import textwrap
+
+    def paragraphs(*ps: str) -> str:
+        return "\n\n".join(textwrap.fill(p, 79) for p in ps)
+
     b = sub.add_parser(
         "batch", help="track many videos listed in a JSON-lines manifest (local, or Ray)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Track every video of MANIFEST (one JSON object per line: id, video, prompts, "
-                    "optional model / image_size / max_frames; schema: sam2_fast/schemas/"
-                    "batch_manifest.schema.json). Every line is checked first; if any is bad, "
-                    "each bad line is reported with its number and nothing runs (unless "
-                    "--skip-invalid).",
-        epilog="Output: DIR/<id>/ per video, as `sam2-fast video` writes it (palette PNG per "
-               "frame, --format rle JSON, run.json, --overlay overlay.mp4) plus a DONE marker "
-               "written last; the folder is staged as DIR/.<id>.partial-* and renamed when "
-               "complete. A re-run skips videos with DONE and redoes the others from scratch. "
-               "DIR/status.jsonl gets one line per finished/failed video (the latest line of an "
-               "id wins); DIR/summary.json the counts of the run.\n\n"
-               "Exit status: the number of videos that failed or were skipped as invalid, capped "
-               "at 100 (0 = all done). 2 also means a usage error (bad flags, bad manifest without "
-               "--skip-invalid, --ray without Ray): then nothing ran and no status was written.\n\n"
-               "Model: a line's \"model\" / \"image_size\" win over --checkpoint/--model and "
-               "--image-size, which are the defaults for lines without them; videos are grouped "
-               "by (model, image_size) so each model loads once per worker. --config applies to "
-               "the --checkpoint/--model model only.\n\n"
-               "Ray: workers read the videos and write their results directly under DIR, so DIR "
-               "(and the videos) must be on a filesystem mounted at the same path on every node "
-               "(NFS, Lustre, GPFS, CephFS; it needs atomic rename, which s3fs-like mounts lack); "
-               "the driver checks that each worker sees DIR, and writes status.jsonl alone. Write "
-               "MANIFEST before --ray, or use --ray=ADDRESS.")
+        description=paragraphs(
+            "Track every video of MANIFEST (one JSON object per line: id, video, prompts, "
+            "optional model / image_size / max_frames; schema: sam2_fast/schemas/"
+            "batch_manifest.schema.json). Every line is checked first; if any is bad, each bad "
+            "line is reported with its number and nothing runs (unless --skip-invalid)."),
+        epilog=paragraphs(
+            "Output: DIR/<id>/ per video, as `sam2-fast video` writes it (palette PNG per frame, "
+            "--format rle JSON, run.json, --overlay overlay.mp4) plus a DONE marker written "
+            "last; the folder is staged as DIR/.<id>.partial-* and renamed when complete. A "
+            "re-run skips videos with DONE and redoes the others from scratch. DIR/status.jsonl "
+            "gets one line per finished/failed video (the latest line of an id wins); "
+            "DIR/summary.json the counts of the run.",
+            "Exit status: the number of videos that failed or were skipped as invalid, capped "
+            "at 100 (0 = all done). 2 also means a usage error (bad flags, bad manifest without "
+            "--skip-invalid, --ray without Ray): then nothing ran and no status was written.",
+            "Model: a line's \"model\" / \"image_size\" win over --checkpoint/--model and "
+            "--image-size, which are the defaults for lines without them; videos are grouped by "
+            "(model, image_size) so each model loads once per worker. --config applies to the "
+            "--checkpoint/--model model only.",
+            "Ray: workers read the videos and write their results directly under DIR, so DIR "
+            "(and the videos) must be on a filesystem mounted at the same path on every node "
+            "(NFS, Lustre, GPFS, CephFS; it needs atomic rename, which s3fs-like mounts lack); "
+            "the driver checks that each worker sees DIR, and writes status.jsonl alone. Write "
+            "MANIFEST before --ray, or use --ray=ADDRESS."))
     b.add_argument("manifest", metavar="MANIFEST", help="JSON-lines manifest (relative paths in it "
                                                         "are relative to its folder)")
     b.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -1056,6 +1062,9 @@ def _add_batch_parser(sub) -> None:
     b.add_argument("--num-workers", type=_pos_int, metavar="N",
                    help="Ray: at most N GPU actors; without GPUs (or --device cpu) N one-CPU "
                         "actors (default 1)")
+    b.add_argument("--workers-per-gpu", type=_pos_int, default=1, metavar="K",
+                   help="Ray: K actors share each GPU (num_gpus=1/K) so that one's CPU work "
+                        "(decode, resize) overlaps another's GPU work (default 1)")
     b.add_argument("--max-retries", type=_nonneg_int, default=2, metavar="N",
                    help="Ray: re-run a video whose worker process died up to N times (default 2)")
     _add_model_args(b)
@@ -1112,7 +1121,7 @@ def cmd_batch(args) -> int:
             backend=args.backend, format=args.format, overlay=args.overlay, fps=args.fps,
             skip_invalid=args.skip_invalid, shard=shard, progress=not args.quiet,
             ray_address=args.ray or None, num_workers=args.num_workers,
-            max_retries=args.max_retries)
+            workers_per_gpu=args.workers_per_gpu, max_retries=args.max_retries)
     except batch.ManifestInvalid as e:
         for err in e.errors:
             sys.stderr.write(f"{PROG}: error: {manifest}:{err}\n")

@@ -410,6 +410,18 @@ def test_schema_ships_with_the_package():
 
 
 # ============================================================================ Ray
+def test_ray_worker_plan():
+    """Actor count and resources from the cluster's resources (no Ray needed)."""
+    plan = batch.ray_worker_plan
+    assert plan({"CPU": 64.0, "GPU": 8.0}, None, None) == (8, {"num_gpus": 1.0, "num_cpus": 1}, None, "cuda")
+    assert plan({"CPU": 64.0, "GPU": 8.0}, None, 5) == (5, {"num_gpus": 1.0, "num_cpus": 1}, None, "cuda")
+    assert plan({"CPU": 64.0, "GPU": 8.0}, "cuda", 99, 2) == (16, {"num_gpus": 0.5, "num_cpus": 1}, None, "cuda")
+    assert plan({"CPU": 64.0, "GPU": 8.0}, "cpu", 3) == (3, {"num_cpus": 1}, 1, "cpu")
+    assert plan({"CPU": 2.0}, None, None) == (1, {"num_cpus": 1}, 1, "cpu")
+    with pytest.raises(batch.BatchError, match="no GPU"):
+        plan({"CPU": 2.0}, "cuda", None)
+
+
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
     """A local Ray instance with 2 CPUs; the fault-injection variable is set before it starts
