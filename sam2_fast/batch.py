@@ -185,7 +185,7 @@ def _schema_message(err) -> str:
     if kind == "AnyOf" and len(path) == 3 and path[0] == "prompts":
         return f"{_where(path)}: give points, a box or a mask"
     if kind == "Not" and path == ["id"]:
-        return f"/id: {inst!r} is reserved for the batch's own files (status..., summary...)"
+        return f"/id: {inst!r} is reserved for the batch's own files (status..., summary..., *.partial-*)"
     if kind == "Not":
         return f"{_where(path)}: a mask cannot be combined with points or a box"
     if "propertyNames" in spath and isinstance(inst, dict):

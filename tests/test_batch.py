@@ -301,6 +301,7 @@ def _bad_lines(d: Path):
         ({"id": "p", "video": v}, '"prompts" is a required property'),
         ({"id": ".hidden", "video": v, "prompts": ok}, "/id: '.hidden' must be letters"),
         ({"id": "status.jsonl", "video": v, "prompts": ok}, "reserved"),
+        ({"id": "a.partial-1", "video": v, "prompts": ok}, "reserved"),
         ({"id": "good", "video": v, "prompts": ok}, "repeats line 1"),
         ({"id": "GOOD", "video": v, "prompts": ok}, "differ beyond letter case"),
         ({"id": "f1", "video": v, "prompts": ok, "colour": "red"}, "'colour' was unexpected"),
