@@ -234,13 +234,15 @@ def test_models_grouped_and_per_line_settings(ckpt, data, tmp_path, monkeypatch)
     settings win over the CLI's."""
     d, _ = data
     loads = []
-    real = batch._LoadedModel.__init__
+    from sam2_fast.batch.video import _LoadedModel
+
+    real = _LoadedModel.__init__
 
     def counting(self, spec):
         loads.append((os.path.basename(spec.model), spec.image_size))
         real(self, spec)
 
-    monkeypatch.setattr(batch._LoadedModel, "__init__", counting)
+    monkeypatch.setattr(_LoadedModel, "__init__", counting)
     other = tmp_path / "other.pt"
     shutil.copy(ckpt, other)
     p = {"0": {"1": {"points": [[10, 10]]}}}
