@@ -519,3 +519,20 @@ def test_corrupt_frame_mid_video(ckpt, data, tmp_path):
     (rec,) = _status(out)
     assert rec["status"] == "failed" and "00002.jpg" in rec["error"], rec
     assert sorted(p.name for p in out.iterdir()) == ["status.jsonl", "summary.json"]
+
+
+def test_load_manifest_from_python_objects(data, ckpt):
+    """An iterable of dicts / JSON strings works like a file (line i = item i + 1); relative
+    paths are relative to base_dir; labels default to 1."""
+    d, _ = data
+    jobs, errors = batch.load_manifest(
+        [{"id": "a", "video": "folder", "prompts": {"2": {"7": {"points": [[1, 2], [3, 4]]}}}},
+         '{"id": "b", "video": "nope", "prompts": {"0": {"1": {"box": [1, 2, 3, 4]}}}}',
+         {"id": "c", "video": "clip.mp4", "prompts": {"0": {"1": {"mask": "ann.png"}}}, "model": str(ckpt)}],
+        default_model=str(ckpt), base_dir=d)
+    assert [(j.line, j.id) for j in jobs] == [(1, "a"), (3, "c")]
+    assert jobs[0].video == str(d / "folder") and jobs[0].model is None
+    assert jobs[0].prompts == {2: {7: {"points": [[1.0, 2.0], [3.0, 4.0]], "labels": [1, 1]}}}
+    assert jobs[1].prompts == {0: {1: {"mask": str(d / "ann.png"), "mask_value": None}}}
+    assert jobs[1].model == str(ckpt)
+    assert [(e.line, e.id) for e in errors] == [(2, "b")] and "/video:" in errors[0].message
