@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("config", metavar="CONFIG", help="sam2_hiera_tiny ... sam2.1_hiera_large")
     k.add_argument("out", metavar="OUT", help=".pt (official {'model': sd}) or .safetensors")
     k.add_argument("--seed", type=_nonneg_int, default=0)
+    _add_batch_parser(sub)
     return parser
 
 
@@ -1006,6 +1007,139 @@ def cmd_checkpoint(args) -> int:
 
 _COMMANDS = {"video": cmd_video, "image": cmd_image, "info": cmd_info, "convert": cmd_convert,
              "checkpoint": cmd_checkpoint}
+
+
+# ============================================================================ batch
+def _add_batch_parser(sub) -> None:
+    import textwrap
+
+    def paragraphs(*ps: str) -> str:
+        return "\n\n".join(textwrap.fill(p, 79) for p in ps)
+
+    b = sub.add_parser(
+        "batch", help="track many videos listed in a JSON-lines manifest (local, or Ray)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "Track every video of MANIFEST (one JSON object per line: id, video, prompts, "
+            "optional model / image_size / max_frames; schema: sam2_fast/schemas/"
+            "batch_manifest.schema.json). Every line is checked first; if any is bad, each bad "
+            "line is reported with its number and nothing runs (unless --skip-invalid)."),
+        epilog=paragraphs(
+            "Output: DIR/<id>/ per video, as `sam2-fast video` writes it (palette PNG per frame, "
+            "--format rle JSON, run.json, --overlay overlay.mp4) plus a DONE marker written "
+            "last; the folder is staged as DIR/.<id>.partial-* and renamed when complete. A "
+            "re-run skips videos with DONE and redoes the others from scratch. DIR/status.jsonl "
+            "gets one line per finished/failed video (the latest line of an id wins); "
+            "DIR/summary.json the counts of the run.",
+            "Exit status: the number of videos that failed or were skipped as invalid, capped "
+            "at 100 (0 = all done). 2 also means a usage error (bad flags, bad manifest without "
+            "--skip-invalid, --ray without Ray): then nothing ran and no status was written.",
+            "Model: a line's \"model\" / \"image_size\" win over --checkpoint/--model and "
+            "--image-size, which are the defaults for lines without them; videos are grouped by "
+            "(model, image_size) so each model loads once per worker. --config applies to the "
+            "--checkpoint/--model model only.",
+            "Ray: workers read the videos and write their results directly under DIR, so DIR "
+            "(and the videos) must be on a filesystem mounted at the same path on every node "
+            "(NFS, Lustre, GPFS, CephFS; it needs atomic rename, which s3fs-like mounts lack); "
+            "the driver checks that each worker sees DIR, and writes status.jsonl alone. Write "
+            "MANIFEST before --ray, or use --ray=ADDRESS."))
+    b.add_argument("manifest", metavar="MANIFEST", help="JSON-lines manifest (relative paths in it "
+                                                        "are relative to its folder)")
+    b.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    b.add_argument("--format", choices=("png", "rle", "both"), default="png",
+                   help="png: palette PNG per frame (default); rle: COCO-RLE JSON per frame; both")
+    b.add_argument("--overlay", action="store_true", help="also write DIR/<id>/overlay.mp4")
+    b.add_argument("--fps", type=_pos_float, help="overlay frame rate (default: the video's, or 24)")
+    b.add_argument("--skip-invalid", action="store_true",
+                   help="run the valid lines even if some are bad (bad ones are recorded as "
+                        "invalid in the status and counted in the exit status)")
+    b.add_argument("--shard", metavar="I/N",
+                   help="run only the ids with crc32(id) %% N == I (status.shard-I-of-N.jsonl): "
+                        "independent drivers can share one DIR")
+    b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on Ray (pip install 'sam2_fast[ray]'): one actor per GPU; ADDRESS of a "
+                        "cluster (auto, ray://host:10001); without it a local Ray instance")
+    b.add_argument("--num-workers", type=_pos_int, metavar="N",
+                   help="Ray: at most N GPU actors; without GPUs (or --device cpu) N one-CPU "
+                        "actors (default 1)")
+    b.add_argument("--workers-per-gpu", type=_pos_int, default=1, metavar="K",
+                   help="Ray: K actors share each GPU (num_gpus=1/K) so that one's CPU work "
+                        "(decode, resize) overlaps another's GPU work (default 1)")
+    b.add_argument("--max-retries", type=_nonneg_int, default=2, metavar="N",
+                   help="Ray: re-run a video whose worker process died up to N times (default 2)")
+    _add_model_args(b)
+
+
+def cmd_batch(args) -> int:
+    """``sam2-fast batch MANIFEST --out DIR``: many videos, locally or on Ray (sam2_fast.batch)."""
+    import importlib.util
+
+    from . import batch, hub
+
+    if args.ray is not None and importlib.util.find_spec("ray") is None:
+        raise CliError("--ray needs Ray, which is not installed: pip install 'sam2_fast[ray]'")
+    shard = None
+    if args.shard is not None:
+        try:
+            shard = batch.parse_shard(args.shard)
+        except ValueError as e:
+            raise CliError(f"--shard: {e}") from None
+    model = args.checkpoint or args.model
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise CliError(f"checkpoint not found: {args.checkpoint}")
+    if args.model:
+        model = hub.canonical_name(args.model)
+    if args.device == "cuda" and args.ray is None:
+        _device(args)
+    manifest = Path(args.manifest)
+    if not manifest.is_file():
+        raise CliError(f"manifest not found: {manifest}")
+    if args.dry:
+        default = batch.resolve_model(model, Path.cwd()) if model else None
+        try:
+            jobs, errors = batch.load_manifest(manifest, default_model=default)
+        except OSError as e:
+            raise CliError(f"cannot read manifest {manifest}: {e.strerror or e}") from None
+        for e in errors:
+            sys.stderr.write(f"{PROG}: error: {manifest}:{e}\n")
+        done = sum(batch.is_done(args.out, j.id) for j in jobs)
+        groups: Dict[Tuple[str, Optional[int]], int] = {}
+        for j in jobs:
+            key = (j.model or default, j.image_size or args.image_size)
+            groups[key] = groups.get(key, 0) + 1
+        plan = [("manifest", f"{manifest} ({len(jobs)} valid, {len(errors)} invalid line(s))"),
+                ("output", f"{args.out} ({done} already done, {len(jobs) - done} to run)"),
+                ("executor", "ray " + (args.ray or "(local instance)") if args.ray is not None else "local")]
+        plan += [(f"model group {i + 1}", f"{m} @ {s or 'default'} px: {n} video(s)")
+                 for i, ((m, s), n) in enumerate(groups.items())]
+        _print_plan(plan)
+        return EXIT_BAD_INPUT if errors and not args.skip_invalid else 0
+    try:
+        summary = batch.run_batch(
+            manifest, args.out, "ray" if args.ray is not None else "local", model=model,
+            config=args.config, image_size=args.image_size, device=args.device, dtype=args.dtype,
+            backend=args.backend, format=args.format, overlay=args.overlay, fps=args.fps,
+            skip_invalid=args.skip_invalid, shard=shard, progress=not args.quiet,
+            ray_address=args.ray or None, num_workers=args.num_workers,
+            workers_per_gpu=args.workers_per_gpu, max_retries=args.max_retries)
+    except batch.ManifestInvalid as e:
+        for err in e.errors:
+            sys.stderr.write(f"{PROG}: error: {manifest}:{err}\n")
+        sys.stderr.write(f"{PROG}: error: {len(e.errors)} invalid line(s) in {manifest}; nothing "
+                         f"was run (fix them, or --skip-invalid to run the valid lines)\n")
+        return EXIT_BAD_INPUT
+    except ImportError as e:
+        raise CliError(str(e)) from None
+    except batch.BatchError as e:  # e.g. Ray workers that cannot see DIR
+        raise CliError(str(e)) from None
+    except ConnectionError as e:
+        raise CliError(f"cannot connect to Ray at {args.ray or 'a local instance'}: {_one_line(e)}") from None
+    if not args.quiet:
+        print(summary.table())
+    return summary.exit_code
+
+
+_COMMANDS["batch"] = cmd_batch
 
 
 def _one_line(e: BaseException) -> str:
