@@ -49,22 +49,39 @@ class Sam2ImagePrediction:
 
 
 class Sam2:
-    """SAM 2 from one object: images now, video streams in the video work."""
+    """SAM 2 from one object: images, and video streams.
 
-    def __init__(self, model: Sam2Model) -> None:
+    Args:
+        model: a :class:`Sam2Model` (see :func:`sam2_fast.build_sam2`).
+        cuda_graphs: replay the image encoder and the steady-state tracking step of streams as
+            CUDA graphs (:mod:`sam2_fast.engine.graphs`): None = on when the model is on CUDA,
+            False = off. The capture time is in ``sam.graph_stats["capture_s"]``.
+
+    Raises:
+        ValueError: not a Sam2Model, or ``cuda_graphs=True`` without CUDA.
+    """
+
+    def __init__(self, model: Sam2Model, cuda_graphs: Optional[bool] = None) -> None:
         if not isinstance(model, Sam2Model):
             raise ValueError(f"model must be a Sam2Model, got {type(model).__name__}")
         self.model = model
         self._image_predictor = Sam2ImagePredictor(model)
-        self._tracker = StreamingTracker(model)
+        self._tracker = StreamingTracker(model, cuda_graphs)
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[None, str, torch.device] = None,
                         dtype: Union[None, str, torch.dtype] = None, image_size: Optional[int] = None,
-                        backend: str = "auto") -> "Sam2":
+                        backend: str = "auto", cuda_graphs: Optional[bool] = None) -> "Sam2":
         """Load an official checkpoint (``.pt`` / ``.safetensors``, variant detected) — see
-        :func:`sam2_fast.build_sam2` for the arguments and errors."""
-        return cls(build_sam2(None, path, device=device, dtype=dtype, image_size=image_size, backend=backend))
+        :func:`sam2_fast.build_sam2` for the arguments and errors; ``cuda_graphs`` as
+        :class:`Sam2`."""
+        return cls(build_sam2(None, path, device=device, dtype=dtype, image_size=image_size,
+                              backend=backend), cuda_graphs=cuda_graphs)
+
+    @property
+    def graph_stats(self) -> dict:
+        """Eager, captured and replayed step counts and the capture seconds of the streams."""
+        return dict(self._tracker.core.graphs.stats)
 
     def predict_image(self, image, points=None, labels=None, boxes=None, mask_input=None,
                       multimask_output: bool = True) -> Sam2ImagePrediction:

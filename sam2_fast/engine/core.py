@@ -14,7 +14,9 @@ objects:
 4. :meth:`TrackingCore.to_video` — upsampling to the video size and the non-overlap constraint.
 
 None of these synchronise with the host (tests/test_engine.py runs steady-state steps under a
-dispatch mode that fails on any synchronising op).
+dispatch mode that fails on any synchronising op). On CUDA, the image encoder and the
+steady-state step (bank full, no prompts) are replayed as CUDA graphs
+(:mod:`sam2_fast.engine.graphs`; ``cuda_graphs=False`` turns that off).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .memory_bank import MemoryBank, MemoryEntry, MemoryReadPlan, MemoryStore
+from .graphs import GraphRunner, default_graph_runner
+from .memory_bank import MemoryBank, MemoryEntry, MemoryInputs, MemoryReadPlan, MemoryStore
 from .postprocess import apply_non_overlapping_constraints, fill_holes_in_mask_scores, \
     to_video_resolution
 
@@ -89,16 +92,41 @@ class TrackingCore:
     """The steps every video front end shares, for one :class:`~sam2_fast.model.sam2_model.Sam2Model`.
 
     Holds one :class:`MemoryBank` per batch size (the fixed-capacity buffers a step reads; the
-    ``MAX_BANKS`` most recently used are kept) and the constant position encoding of the
-    memories.
+    ``MAX_BANKS`` most recently used are kept), the constant position encoding of the memories,
+    and the :class:`~sam2_fast.engine.graphs.GraphRunner` (``graphs``) that replays the image
+    encoder and the steady-state step as CUDA graphs.
+
+    Args:
+        model: a :class:`~sam2_fast.model.sam2_model.Sam2Model`.
+        cuda_graphs: None = on when the model is on CUDA; False = never.
+
+    Raises:
+        ValueError: ``cuda_graphs=True`` for a model that is not on CUDA.
     """
 
     MAX_BANKS = 8
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, cuda_graphs: Optional[bool] = None) -> None:
         self.model = model
         self._banks: Dict[tuple, MemoryBank] = {}
         self._maskmem_pos: Dict[tuple, torch.Tensor] = {}
+        self.graphs: GraphRunner = default_graph_runner(model.device, cuda_graphs)
+
+    # ------------------------------------------------------------------ image encoder
+    def encode_image(self, images: torch.Tensor) -> dict:
+        """``Sam2Model.forward_image`` of (N, 3, S, S) preprocessed frames, replayed as a CUDA
+        graph per batch size when graphs are on. Replayed outputs are the graph's buffers,
+        valid until the next call: use them for this frame only."""
+        m = self.model
+
+        def fn(x):
+            out = m.forward_image(x)
+            return tuple(out["backbone_fpn"]) + tuple(out["vision_pos_enc"]) + (out["vision_features"],)
+
+        flat, _ = self.graphs.run(("image",), fn, (images,))
+        n = (len(flat) - 1) // 2
+        return {"backbone_fpn": list(flat[:n]), "vision_pos_enc": list(flat[n:2 * n]),
+                "vision_features": flat[-1]}
 
     # ------------------------------------------------------------------ features
     def features(self, backbone_out: dict, rows: int) -> FrameFeatures:
@@ -125,6 +153,27 @@ class TrackingCore:
         """Load what ``plan`` reads from ``stores`` (row blocks of the batch) into the bank;
         returns the ``memory`` argument of ``Sam2Model.track_step``."""
         return self.bank(batch_size, feat_hw).load(plan, stores, offsets)
+
+    def _steady_step_fn(self, feat_sizes: List[Tuple[int, int]], num_obj_ptr_tokens: int,
+                        fill_hole_area: int):
+        """The steady-state step as a function of tensors only (what a graph captures):
+        (level features..., last-level pos, memory, memory_pos) -> (filled low-res masks,
+        obj_ptr, object scores, maskmem_features, one row of maskmem_pos_enc)."""
+        m = self.model
+        n = len(feat_sizes)
+
+        def fn(*t):
+            feats, pos_last, mem, mem_pos = list(t[:n]), t[n], t[n + 1], t[n + 2]
+            out = m.track_step(frame_idx=-1, is_init_cond_frame=False, current_vision_feats=feats,
+                               current_vision_pos_embeds=[None] * (n - 1) + [pos_last],
+                               feat_sizes=feat_sizes, point_inputs=None, mask_inputs=None,
+                               memory=(mem, mem_pos, num_obj_ptr_tokens), run_mem_encoder=True)
+            low = out["pred_masks"].float()
+            if fill_hole_area > 0:
+                low = fill_holes_in_mask_scores(low, fill_hole_area)
+            return (low, out["obj_ptr"], out["object_score_logits"], out["maskmem_features"],
+                    out["maskmem_pos_enc"][-1][:1])
+        return fn
 
     def maskmem_pos_enc(self, pos: torch.Tensor, rows: int) -> torch.Tensor:
         """The memories' position encoding as ``rows`` views of one stored constant (it depends
@@ -155,8 +204,25 @@ class TrackingCore:
             fill_hole_area: fill background holes up to this many pixels (0: off).
 
         Returns:
-            a :class:`StepOutput`.
+            a :class:`StepOutput`. A steady-state step (``memory.steady``, no prompts, memory
+            encoder on) goes through :attr:`graphs` (replayed as a CUDA graph once captured).
         """
+        steady = (isinstance(memory, MemoryInputs) and memory.steady and not is_init_cond_frame
+                  and point_inputs is None and mask_inputs is None and run_mem_encoder
+                  and prev_sam_mask_logits is None)
+        if steady:
+            sizes = [tuple(s) for s in features.feat_sizes]
+            fn = self._steady_step_fn(sizes, memory.num_obj_ptr_tokens, int(fill_hole_area))
+            key = ("track", tuple(sizes), memory.num_obj_ptr_tokens, int(fill_hole_area))
+            inputs = tuple(features.vision_feats) + (features.vision_pos[-1], memory.memory,
+                                                     memory.memory_pos)
+            outs, replayed = self.graphs.run(key, fn, inputs)
+            if replayed:  # the graph's buffers are overwritten by its next replay
+                outs = tuple(o.clone() for o in outs)
+            low, ptr, score, feats, pos_row = outs
+            return StepOutput(pred_masks=low, obj_ptr=ptr, object_score_logits=score,
+                              maskmem_features=feats,
+                              maskmem_pos_enc=self.maskmem_pos_enc(pos_row, feats.shape[0]))
         out = self.model.track_step(
             frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame,
             current_vision_feats=features.vision_feats,

@@ -31,7 +31,7 @@ Valid slots are packed to the front in that order, so the attention reads ``memo
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -425,6 +425,23 @@ def frames_read_around(config: Sam2Config, frame_idx: int, cond_frames: Sequence
 
 
 # ----------------------------------------------------------------------------- the buffers
+class MemoryInputs(NamedTuple):
+    """What a tracking step reads (``Sam2Model.track_step``'s ``memory`` argument).
+
+    Attributes:
+        memory: (T, B, mem_dim) memory tokens (spatial memories, then pointer tokens).
+        memory_pos: (T, B, mem_dim) their position encodings.
+        num_obj_ptr_tokens: how many of the T tokens are pointer tokens (at the end).
+        steady: the bank was full: every later step of this batch reads the same shapes from
+            the same buffers (what makes a step capturable as a CUDA graph).
+    """
+
+    memory: torch.Tensor
+    memory_pos: torch.Tensor
+    num_obj_ptr_tokens: int
+    steady: bool = False
+
+
 def host_to_device(values: Sequence, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """A small host list as a device tensor without a host sync (pinned memory and an
     asynchronous copy on CUDA)."""
@@ -493,7 +510,7 @@ class MemoryBank:
         return all(self.valid_spatial[c:]) and all(self.valid_ptr[c:])
 
     def load(self, plan: MemoryReadPlan, stores: Sequence[MemoryStore],
-             offsets: Optional[Sequence[int]] = None) -> Tuple[torch.Tensor, torch.Tensor, int]:
+             offsets: Optional[Sequence[int]] = None) -> MemoryInputs:
         """Fill the buffers with what ``plan`` reads.
 
         Args:
@@ -504,8 +521,7 @@ class MemoryBank:
                 (several streams at different frames batched together); default 0.
 
         Returns:
-            (memory (T, B, mem_dim), memory_pos (T, B, mem_dim), num_obj_ptr_tokens) views of
-            the buffers.
+            :class:`MemoryInputs` (views of the buffers; ``steady`` when the bank is full).
 
         Raises:
             ValueError: the stores' batch sizes do not add up to B.
@@ -590,10 +606,11 @@ class MemoryBank:
         else:
             self.num_obj_ptr_tokens = 0
         self.num_tokens = start + self.num_obj_ptr_tokens
-        return (self.memory[:self.num_tokens], self.memory_pos[:self.num_tokens],
-                self.num_obj_ptr_tokens)
+        return MemoryInputs(self.memory[:self.num_tokens], self.memory_pos[:self.num_tokens],
+                            self.num_obj_ptr_tokens, self.full)
 
 
-__all__ = ["MemoryEntry", "MemoryReadPlan", "MemoryStore", "MemoryBank", "plan_memory_read",
+__all__ = ["MemoryEntry", "MemoryReadPlan", "MemoryStore", "MemoryBank", "MemoryInputs",
+           "plan_memory_read",
            "select_closest_cond_frames", "frames_read_around", "host_to_device", "COND",
            "NON_COND"]

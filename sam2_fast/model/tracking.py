@@ -30,7 +30,7 @@ import torch
 from sam2_fast.config import NO_OBJ_SCORE
 from sam2_fast.model.position_encoding import get_1d_sine_pe
 
-MemoryInputs = Tuple[torch.Tensor, torch.Tensor, int]
+MemoryInputs = Tuple  # (memory, memory_pos, num_obj_ptr_tokens, ...): engine.memory_bank.MemoryInputs
 
 
 def _seq_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
@@ -121,7 +121,7 @@ class Sam2TrackingMixin:
         if not is_init_cond_frame:
             if memory is None:
                 raise RuntimeError(f"frame {frame_idx}: a tracking step needs its memory")
-            mem, mem_pos, num_obj_ptr_tokens = memory
+            mem, mem_pos, num_obj_ptr_tokens = memory[0], memory[1], memory[2]
         else:
             if self.config.directly_add_no_mem_embed:
                 return _seq_to_map(feats + self.no_mem_embed.to(dtype), hw)

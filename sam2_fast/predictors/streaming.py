@@ -327,9 +327,9 @@ class StreamingTracker:
     :class:`Sam2Model` with the shared :class:`~sam2_fast.engine.core.TrackingCore`.
     Used by :class:`sam2_fast.Sam2`; see :meth:`sam2_fast.Sam2.predict_video_frame`."""
 
-    def __init__(self, model: Sam2Model) -> None:
+    def __init__(self, model: Sam2Model, cuda_graphs: Optional[bool] = None) -> None:
         self.model = model
-        self.core = TrackingCore(model)
+        self.core = TrackingCore(model, cuda_graphs)
 
     def new_state(self, num_frames: Optional[int] = None, max_cond_frames: int = DEFAULT_MAX_COND_FRAMES,
                   fill_hole_area: int = 8, non_overlap_masks: bool = False,
@@ -406,7 +406,7 @@ class StreamingTracker:
              ) -> Sam2VideoFramePrediction:
         """Track every object of ``state`` on the next frame (prompts applied first)."""
         img, h, w, parsed = self.prepare(state, frame, prompts)
-        return self.run(state, self.model.forward_image(img), h, w, parsed)
+        return self.run(state, self.core.encode_image(img), h, w, parsed)
 
     @torch.inference_mode()
     def step_many(self, states: Sequence[Sam2VideoState], frames: Sequence,
@@ -420,7 +420,7 @@ class StreamingTracker:
             raise ValueError("each stream can appear only once per step_many call")
         preps = [self.prepare(s, f, None if prompts is None else prompts[i])
                  for i, (s, f) in enumerate(zip(states, frames))]
-        bo = self.model.forward_image(torch.cat([p[0] for p in preps]))
+        bo = self.core.encode_image(torch.cat([p[0] for p in preps]))
         singles = [{"backbone_fpn": [f[i:i + 1] for f in bo["backbone_fpn"]],
                     "vision_pos_enc": [p[i:i + 1] for p in bo["vision_pos_enc"]]} for i in range(len(states))]
         outs: List[Optional[Sam2VideoFramePrediction]] = [None] * len(states)

@@ -64,6 +64,8 @@ class Sam2VideoPredictor:
             (e.g. all prompted on the same frame) as one batch through memory attention, the
             mask decoder and the memory encoder (the official loops over objects; results agree
             within fp32 rounding). False = one object at a time.
+        cuda_graphs: replay the image encoder and the steady-state tracking step as CUDA graphs
+            (:mod:`sam2_fast.engine.graphs`); None = on when the model is on CUDA, False = off.
 
     All methods run under ``torch.inference_mode``. Masks returned are float32 logits at the
     video resolution, (num_objects, 1, H, W), ``NO_OBJ_SCORE`` (-1024) where an object is
@@ -73,7 +75,8 @@ class Sam2VideoPredictor:
     def __init__(self, model, fill_hole_area: int = 8, non_overlap_masks: bool = False,
                  clear_non_cond_mem_around_input: bool = False,
                  add_all_frames_to_correct_as_cond: bool = False,
-                 memory_dtype: Optional[torch.dtype] = None, batch_objects: bool = True) -> None:
+                 memory_dtype: Optional[torch.dtype] = None, batch_objects: bool = True,
+                 cuda_graphs: Optional[bool] = None) -> None:
         if fill_hole_area < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         self.model = model.eval()
@@ -83,7 +86,7 @@ class Sam2VideoPredictor:
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.memory_dtype = memory_dtype
         self.batch_objects = batch_objects
-        self.core = TrackingCore(self.model)
+        self.core = TrackingCore(self.model, cuda_graphs)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -657,7 +660,7 @@ class Sam2VideoPredictor:
         if backbone_out is None:
             device = inference_state["device"]
             image = inference_state["images"][frame_idx].to(device).to(self.dtype).unsqueeze(0)
-            backbone_out = self.model.forward_image(image)
+            backbone_out = self.core.encode_image(image)
             inference_state["cached_features"] = {frame_idx: (image, backbone_out)}
         return self.core.features(backbone_out, batch_size)
 
