@@ -216,7 +216,8 @@ class TrackingCore:
             key = ("track", tuple(sizes), memory.num_obj_ptr_tokens, int(fill_hole_area))
             inputs = tuple(features.vision_feats) + (features.vision_pos[-1], memory.memory,
                                                      memory.memory_pos)
-            outs, replayed = self.graphs.run(key, fn, inputs)
+            persistent = [False] * (len(inputs) - 2) + [True, True]  # the bank's buffers
+            outs, replayed = self.graphs.run(key, fn, inputs, persistent)
             if replayed:  # the graph's buffers are overwritten by its next replay
                 outs = tuple(o.clone() for o in outs)
             low, ptr, score, feats, pos_row = outs

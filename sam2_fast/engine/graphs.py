@@ -6,11 +6,11 @@ and not hundreds of kernel launches from Python. It needs what the engine guaran
 state: the same shapes, the same input addresses (the fixed-capacity
 :class:`~sam2_fast.engine.memory_bank.MemoryBank`), and no host synchronisation inside.
 
-* :class:`StaticGraph` — one graph over static input buffers: the inputs are copied into the
-  buffers, the graph is replayed, and the outputs are the graph's static output tensors
-  (overwritten by the next replay: callers clone what they keep). Inputs that are broadcast
-  views (a stride-0 batch dimension: one frame's features expanded to B objects) are stored
-  once and expanded inside the graph.
+* :class:`StaticGraph` — one graph over static input buffers: inputs are copied into the
+  graph's buffers (persistent ones, like the fixed-capacity memory bank that the caller refills
+  in place, are read where they are), the graph is replayed, and the outputs are the graph's
+  static output tensors (overwritten by the next replay: callers clone what they keep). Inputs that are broadcast views (a stride-0 batch dimension: one
+  frame's features expanded to B objects) are stored once and expanded inside the graph.
 * :class:`GraphRunner` — the bookkeeping: which calls replay, which run eagerly. A key (the op
   and every shape it depends on) is run eagerly ``warmup`` times (that also compiles and tunes
   every kernel), captured at its next call, and replayed from then on. Steps with prompts, the
@@ -51,11 +51,16 @@ class EagerStaticGraph:
     them, results copied into fixed output tensors that the next call overwrites. Used on the
     CPU (tests) and as the reference behaviour of :class:`StaticGraph`."""
 
-    def __init__(self, fn: Callable[..., Tensors], inputs: Sequence[torch.Tensor]) -> None:
+    def __init__(self, fn: Callable[..., Tensors], inputs: Sequence[torch.Tensor],
+                 persistent: Optional[Sequence[bool]] = None) -> None:
         self.fn = fn
         self.dims = [_broadcast_dims(t) for t in inputs]
         self.shapes = [tuple(t.shape) for t in inputs]
-        self.static_inputs = [_compact(t, d).clone() for t, d in zip(inputs, self.dims)]
+        keep = persistent or [False] * len(inputs)
+        # persistent inputs (buffers the caller refills in place, e.g. the memory bank) are
+        # used as they are; the others are copied into buffers of the graph's own
+        self.static_inputs = [_compact(t, d) if k else _compact(t, d).clone()
+                              for t, d, k in zip(inputs, self.dims, keep)]
         self.static_outputs: Optional[Tensors] = None
 
     def _views(self) -> List[torch.Tensor]:
@@ -88,8 +93,8 @@ class StaticGraph(EagerStaticGraph):
     """
 
     def __init__(self, fn: Callable[..., Tensors], inputs: Sequence[torch.Tensor],
-                 warmup_runs: int = 2) -> None:
-        super().__init__(fn, inputs)
+                 persistent: Optional[Sequence[bool]] = None, warmup_runs: int = 2) -> None:
+        super().__init__(fn, inputs, persistent)
         self._load(inputs)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -143,8 +148,11 @@ class GraphRunner:
         self.stats[what] += n
 
     def run(self, key: Optional[Hashable], fn: Callable[..., Tensors],
-            inputs: Sequence[torch.Tensor]) -> Tuple[Tensors, bool]:
+            inputs: Sequence[torch.Tensor],
+            persistent: Optional[Sequence[bool]] = None) -> Tuple[Tensors, bool]:
         """``fn(*inputs)``: eagerly, or by replaying its graph. ``key`` = None: always eager.
+        ``persistent[i]``: input i is a buffer the caller refills in place for every call (the
+        graph reads it directly instead of copying it).
 
         Returns:
             (outputs, replayed). Replayed outputs are static tensors overwritten by the next
@@ -163,7 +171,7 @@ class GraphRunner:
                 self._count(op_key, "eager")
                 return tuple(fn(*inputs)), False
             t0 = time.perf_counter()
-            g = self._capture(fn, inputs)
+            g = self._capture(fn, inputs, persistent)
             self._count(op_key, "capture_s", time.perf_counter() - t0)
             self._count(op_key, "captured")
         self.graphs[key] = g
@@ -173,10 +181,10 @@ class GraphRunner:
         self._count(op_key, "replayed")
         return out, True
 
-    def _capture(self, fn, inputs) -> EagerStaticGraph:
+    def _capture(self, fn, inputs, persistent) -> EagerStaticGraph:
         # one private memory pool per graph: a shared pool would let one graph's scratch memory
         # overlap another graph's outputs while the caller still reads them
-        return self.graph_cls(fn, inputs)
+        return self.graph_cls(fn, inputs, persistent)
 
 
 def default_graph_runner(device: torch.device, cuda_graphs: Optional[bool]) -> GraphRunner:
