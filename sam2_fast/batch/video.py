@@ -8,10 +8,8 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
@@ -20,6 +18,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..io.pipeline import prefetch
 from .manifest import VideoJob
 
 DONE_MARKER = "DONE"
@@ -305,7 +304,7 @@ class _Writer:
     MAX_PENDING = 8
 
     def __init__(self, staging: Path, src: _Source, opts: OutputOptions, note: Optional[str]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from ..io.pipeline import OrderedWriter
 
         self.staging = staging
         self.src = src
@@ -315,17 +314,14 @@ class _Writer:
         self.frames = 0
         self.first: Optional[int] = None
         self.last: Optional[int] = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2-fast-batch-write")
-        self._pending: deque = deque()
+        self._writer = OrderedWriter(self.MAX_PENDING, name="sam2-fast-batch-write")
 
     def write(self, idx: int, frame: np.ndarray, pred) -> None:
         masks = pred.masks.detach().cpu().numpy()[:, 0]
         scores = pred.object_score_logits.detach().float().cpu().numpy().reshape(-1)
         obj_ids = [int(o) for o in pred.obj_ids]
         name = self.src.names[idx] if self.src.names is not None else f"{idx:05d}"
-        self._pending.append(self._pool.submit(self._files, idx, name, frame, masks, obj_ids, scores))
-        while len(self._pending) > self.MAX_PENDING:
-            self._pending.popleft().result()
+        self._writer.submit(self._files, idx, name, frame, masks, obj_ids, scores)
         self.frames += 1
         self.first = idx if self.first is None else self.first
         self.last = idx
@@ -355,68 +351,14 @@ class _Writer:
             self.video.write(overlay_masks(frame, index, banner="RANDOM WEIGHTS" if self.note else None))
 
     def close(self) -> None:
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writer.close()
         if self.video is not None:
             self.video.close()
 
     def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writer.abort()
         if self.video is not None:
             self.video.abort()
-
-
-class _End:
-    pass
-
-
-def _prefetch(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
-    """Decode ahead on a background thread (PyAV and Pillow release the GIL while decoding):
-    yields the frames of ``frames`` in order, at most ``depth`` waiting; re-raises its error."""
-    import queue
-
-    q: "queue.Queue" = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for f in frames:
-                if not put(f):
-                    break
-            else:
-                put(_End)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            put(e)
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
-
-    t = threading.Thread(target=run, name="sam2-fast-batch-decode", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _End:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
 
 
 def _prompt_records(job: VideoJob):
@@ -452,7 +394,7 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
     if n is not None:  # the video length bounds the object-pointer window, as offline
         n = (n if stop is None else min(n, stop)) - start
     state = sam.new_video_state(n if n is not None and n > 0 else None)
-    frames = _prefetch(islice(iter_frames(job.video), stop))
+    frames = prefetch(islice(iter_frames(job.video), stop), depth=4, name="sam2-fast-batch-decode")
     tap = _FrameTap(frames, hook)
     try:
         if auto:

@@ -1,0 +1,120 @@
+"""The input/output pipeline (sam2_fast/io/pipeline.py): decode-ahead order and bound, errors at
+their position, early close; the bounded ordered writer (waits instead of dropping, errors
+surface)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from sam2_fast.io.pipeline import OrderedWriter, device_frames, prefetch
+
+
+def test_prefetch_keeps_order_and_bound():
+    produced = []
+
+    def gen():
+        for i in range(50):
+            produced.append(i)
+            yield i
+
+    it = prefetch(gen(), depth=3)
+    assert next(it) == 0
+    time.sleep(0.2)  # the producer runs ahead, but no further than the bound
+    assert len(produced) <= 1 + 3 + 1
+    assert list(it) == list(range(1, 50))
+
+
+def test_prefetch_raises_at_the_failing_position_and_closes_the_source():
+    closed = threading.Event()
+
+    def gen():
+        try:
+            yield from range(3)
+            raise RuntimeError("cannot decode frame 3")
+        finally:
+            closed.set()
+
+    got = []
+    with pytest.raises(RuntimeError, match="frame 3"):
+        for x in prefetch(gen(), depth=2):
+            got.append(x)
+    assert got == [0, 1, 2] and closed.wait(2)
+
+
+def test_prefetch_stops_when_abandoned():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = prefetch(endless(), depth=2, transform=lambda x: x * 10)
+    assert [next(it) for _ in range(3)] == [0, 10, 20]
+    it.close()
+    assert closed.wait(2)
+    with pytest.raises(ValueError, match="depth"):
+        next(prefetch([], depth=0))
+
+
+def test_device_frames_on_cpu_pass_arrays_through():
+    frames = [np.random.randint(0, 256, (4, 6, 3), dtype=np.uint8) for _ in range(5)]
+    out = list(device_frames(iter(frames), "cpu", depth=2))
+    assert all(a is b for a, b in zip(out, frames))
+
+
+@pytest.mark.gpu
+def test_device_frames_on_cuda_upload_pinned():
+    frames = [np.random.randint(0, 256, (4, 6, 3), dtype=np.uint8) for _ in range(5)]
+    out = list(device_frames(iter(frames), "cuda", depth=2))
+    assert all(o.is_cuda and o.dtype == torch.uint8 for o in out)
+    assert all(np.array_equal(o.cpu().numpy(), f) for o, f in zip(out, frames))
+
+
+def test_writer_waits_instead_of_dropping_and_keeps_order():
+    done, gate = [], threading.Event()
+
+    def job(i):
+        gate.wait(5)
+        done.append(i)
+
+    w = OrderedWriter(max_pending=2)
+    w.submit(job, 0)
+    w.submit(job, 1)
+    t = threading.Thread(target=w.submit, args=(job, 2))
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive()  # the third submit waits while the writer is behind
+    gate.set()
+    t.join(5)
+    for i in range(3, 10):
+        w.submit(job, i)
+    w.close()
+    assert done == list(range(10)) and w.done == w.submitted == 10
+
+
+def test_writer_errors_surface():
+    def bad(i):
+        if i == 2:
+            raise OSError(28, "No space left on device")
+
+    w = OrderedWriter(max_pending=1)
+    with pytest.raises(OSError, match="No space"):
+        for i in range(6):
+            w.submit(bad, i)
+    w.abort()
+    w2 = OrderedWriter(max_pending=4)
+    w2.submit(bad, 2)
+    with pytest.raises(OSError):
+        w2.close()
+    with pytest.raises(ValueError, match="max_pending"):
+        OrderedWriter(max_pending=0)
