@@ -10,10 +10,12 @@ For each op and shape bucket (:func:`~.profile.rope_bucket`, :func:`~.profile.wi
   (and 2 / 8 splits for one or two objects). Shapes: self-attention and cross-attention with
   1, 3 and 7 memory frames + ``ptr_tokens`` pointers (the largest member of each key bucket),
   for each object count.
-* ``windowed_attention``: torch vs the Triton kernel, for every distinct block shape of the
-  chosen Hiera variants (global blocks: every shipped flash config).
 * ``fpn_upsample_add``: the neck's top-down step -- torch (conv + add), ``triton`` (conv + the
   Triton add), ``triton_lateral`` (one fused kernel) -- for each variant's channel count.
+* ``windowed_attention``: torch vs the Triton kernel, for every distinct block shape of the
+  chosen Hiera variants, in the order given (global blocks: every shipped flash config).
+
+In that order, so that a ``time_budget`` cuts the per-variant Hiera shapes last.
 
 A candidate is eligible when its relative L2 error against the fp32 reference is within
 :data:`ERR_LIMIT` for the dtype. The bucket's entry is the fastest eligible candidate, but a
@@ -308,6 +310,25 @@ def tune(
                         _rope_candidates(q, k, v, cos, sin, ptr, device, dry), ref)
                 del q, k, v, ref
 
+    # ---- FPN top-down step ----------------------------------------------------------------
+    if "fpn_upsample_add" in ops:
+        from .fpn_upsample_add import fpn_lateral_upsample_add_reference
+
+        for var in (variants[:1] if dry else variants):
+            for sh in fpn_lateral_shapes(var, 64 if dry else image_size):
+                cin, C, g = sh["cin"], sh["channels"], sh["grid"]
+                if dry:
+                    cin, C = min(cin, 48), 32
+                x = randn(1, cin, g, g)
+                w = (randn(C, cin, 1, 1, dt=torch.float32) / math.sqrt(cin)).to(dtype)
+                b = randn(C, dt=torch.float32).to(dtype)
+                coarse = randn(1, C, g // 2, g // 2)
+                ref = fpn_lateral_upsample_add_reference(x.float(), w.float(), b.float(),
+                                                         coarse.float())
+                measure("fpn_upsample_add", fpn_bucket(dtype, C, g, g),
+                        f"{var} Cin{cin} C{C} {g}x{g}", _fpn_candidates(x, w, b, coarse), ref)
+                del x, ref
+
     # ---- Hiera attention ------------------------------------------------------------------
     if "windowed_attention" in ops:
         from .windowed_attention import windowed_attention_reference
@@ -328,25 +349,6 @@ def tune(
                 measure("windowed_attention", bucket, shape,
                         _windowed_candidates(qkv, bias, nh, ws, s), ref)
                 del qkv, ref
-
-    # ---- FPN top-down step ----------------------------------------------------------------
-    if "fpn_upsample_add" in ops:
-        from .fpn_upsample_add import fpn_lateral_upsample_add_reference
-
-        for var in (variants[:1] if dry else variants):
-            for sh in fpn_lateral_shapes(var, 64 if dry else image_size):
-                cin, C, g = sh["cin"], sh["channels"], sh["grid"]
-                if dry:
-                    cin, C = min(cin, 48), 32
-                x = randn(1, cin, g, g)
-                w = (randn(C, cin, 1, 1, dt=torch.float32) / math.sqrt(cin)).to(dtype)
-                b = randn(C, dt=torch.float32).to(dtype)
-                coarse = randn(1, C, g // 2, g // 2)
-                ref = fpn_lateral_upsample_add_reference(x.float(), w.float(), b.float(),
-                                                         coarse.float())
-                measure("fpn_upsample_add", fpn_bucket(dtype, C, g, g),
-                        f"{var} Cin{cin} C{C} {g}x{g}", _fpn_candidates(x, w, b, coarse), ref)
-                del x, ref
 
     # ---- choose -----------------------------------------------------------------------------
     entries: Dict[str, Dict[str, Choice]] = {}
