@@ -671,9 +671,10 @@ def test_windowed_attention_published_shapes_gpu(H, nh, D, ws, s, dtype, seed):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cached", [False, True], ids=["rotated_here", "cached_keys"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
 @pytest.mark.parametrize("B,frames,ptrs", [(1, 1, 0), (1, 7, 64), (4, 2, 16)])
-def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, seed):
+def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, cached, seed):
     d, g = 256, 64
     Nq = g * g
     Nk = frames * Nq + ptrs
@@ -681,7 +682,11 @@ def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, seed):
     k = torch.randn(B, Nk, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
     v = torch.randn(B, Nk, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
     cos, sin = axial_rope_tables(d, g, g, device="cuda")
-    out = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
+    if cached:
+        k_rot = K.rope_rotate(k, cos, sin, ptrs, backend="triton")
+        out = rope_attention(q, k_rot, v, cos, sin, ptrs, k_rotated=True, backend="triton")
+    else:
+        out = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
     ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
     oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
                                       sin.double(), ptrs)
