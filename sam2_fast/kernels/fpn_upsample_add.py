@@ -26,7 +26,6 @@ from ._backend import (
     import_triton,
     interpreter_enabled,
     launch,
-    next_pow2,
 )
 from .profile import choose, fpn_bucket
 

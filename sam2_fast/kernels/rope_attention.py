@@ -26,7 +26,6 @@ GPU design (Triton, sm_90):
 Design card order: reference -> Triton kernels -> launchers -> torch.library ops -> public ops.
 """
 
-import math
 from typing import Optional, Tuple
 
 import torch
