@@ -11,13 +11,19 @@ Ops and shapes (bf16, batch 1 image):
 * ``mem_self`` / ``mem_cross``: memory attention (:func:`sam2_fast.kernels.rope_attention`),
   d = 256, one head, 4096 queries (64 x 64), axial RoPE; cross-attention keys = 1..7 memory
   frames x 4096 + 64 object-pointer tokens (not rotated); 1 / 4 / 16 objects (= batch).
-* ``fpn``: the FPN top-down step (:func:`sam2_fast.kernels.fpn_upsample_add`), lateral
-  (1, 256, 64, 64) + nearest-2x of (1, 256, 32, 32), fp32 out as in the official.
+* ``fpn``: the neck's FPN top-down step (:func:`sam2_fast.kernels.fpn_lateral_upsample_add`):
+  the lateral 1x1 conv of the stride-16 trunk level (1, Cin, 64, 64) to 256 channels + the
+  nearest-2x of (1, 256, 32, 32), for each variant's Cin.
 
-Providers: ``triton`` (our kernel), ``torch`` (our pure-torch reference), ``official`` (the
-official functions: ``window_partition`` + ``do_pool`` + SDPA + ``window_unpartition`` of
-``sam2.modeling.backbones``; ``apply_rotary_enc`` of ``sam2.modeling.position_encoding`` + SDPA;
-``lateral + F.interpolate(coarse.float())``), ``compile`` (``torch.compile`` of the reference,
+Providers: ``triton`` (our kernel: the fused flash kernel with the rotation pass for memory
+attention, the fused lateral kernel for FPN), ``triton_cached`` (memory attention with keys
+already rotated, as a memory bank that caches them would run; the rotation is not timed),
+``rotate_sdpa`` (memory attention: the Triton rotation pass + torch SDPA), ``auto`` (what
+``backend="auto"`` runs without a profile: the built-in table for this GPU), ``torch`` (our
+pure-torch reference), ``official`` (the official functions: ``window_partition`` +
+``do_pool`` + SDPA + ``window_unpartition`` of ``sam2.modeling.backbones``;
+``apply_rotary_enc`` of ``sam2.modeling.position_encoding`` + SDPA; the conv + ``lateral +
+F.interpolate(coarse.float())``), ``compile`` (``torch.compile`` of the reference,
 ``dynamic=False``, one compile per shape, under ``--compile-budget`` seconds in total).
 
 Columns: median ms (``triton.testing.do_bench``: CUDA events, L2 flushed before each repeat),
@@ -48,42 +54,17 @@ import torch.nn.functional as F  # noqa: E402
 import common  # noqa: E402
 
 VARIANTS = ("tiny", "small", "base_plus", "large")
-PROVIDERS = ("triton", "torch", "official", "compile")
+PROVIDERS = ("triton", "triton_cached", "rotate_sdpa", "auto", "torch", "official", "compile")
 ERR_LIMIT = 2e-2  # rel. L2 error above this (bf16) is flagged "BAD"
 
 
 # ----------------------------------------------------------------------------- shapes
 def hiera_attention_shapes(variant: str, image_size: int = 1024) -> List[Dict[str, int]]:
-    """Distinct window-attention shapes of one Hiera variant, in block order, with counts.
+    """Distinct window-attention shapes of one Hiera variant, in block order, with counts
+    (:func:`sam2_fast.kernels.tuning.hiera_attention_shapes`, which ``sam2-fast tune`` uses)."""
+    from sam2_fast.kernels.tuning import hiera_attention_shapes as shapes
 
-    Mirrors the block construction of the official ``Hiera`` (and ``sam2_fast.model.hiera``):
-    the first block of a stage still uses the previous stage's window (0 for the global
-    blocks), gets the new width and heads, and pools q by 2 for the first ``q_pool`` stage
-    changes. qkv is (1, grid, grid, 3 * dim_out) on the block's *input* grid.
-    """
-    from sam2_fast.config import CONFIGS
-
-    h = CONFIGS[f"sam2.1_hiera_{variant}"].hiera
-    stage_ends = [sum(h.stages[: i + 1]) - 1 for i in range(len(h.stages))]
-    q_pool_blocks = [e + 1 for e in stage_ends[:-1]][: h.q_pool]
-    dim, heads, grid, stage = h.embed_dim, h.num_heads, image_size // 4, 0
-    shapes: Dict[Tuple[int, ...], Dict[str, int]] = {}
-    for i in range(sum(h.stages)):
-        dim_out = dim
-        window = 0 if i in h.global_att_blocks else h.window_spec[stage]
-        if i - 1 in stage_ends:
-            dim_out = int(dim * h.dim_mul)
-            heads = int(heads * h.head_mul)
-            stage += 1
-        s = h.q_stride[0] if i in q_pool_blocks else 1
-        key = (grid, dim_out, heads, window, s)
-        if key not in shapes:
-            shapes[key] = dict(grid=grid, channels=dim_out, heads=heads, window=window,
-                               q_stride=s, blocks=0, first_block=i, stage=stage + 1)
-        shapes[key]["blocks"] += 1
-        grid //= s
-        dim = dim_out
-    return list(shapes.values())
+    return shapes(variant, image_size)
 
 
 def hiera_flops_bytes(sh: Dict[str, int], elt: int) -> Tuple[float, float]:
@@ -189,6 +170,8 @@ def make_hiera_case(variant, sh, device, dtype, gen, providers, off, off_err):
     fns, skipped = {}, {}
     if "triton" in providers:
         fns["triton"] = lambda: K.windowed_attention(qkv, bias, nh, ws, s, backend="triton")
+    if "auto" in providers:
+        fns["auto"] = lambda: K.windowed_attention(qkv, bias, nh, ws, s, backend="auto")
     if "torch" in providers:
         fns["torch"] = lambda: K.windowed_attention_reference(qkv, bias, nh, ws, s)
     if "official" in providers:
@@ -228,6 +211,19 @@ def make_rope_case(kind, objects, frames, ptrs, grid, d, device, dtype, gen, pro
     fns, skipped = {}, {}
     if "triton" in providers:
         fns["triton"] = lambda: K.rope_attention(q, k, v, cos, sin, excl, backend="triton")
+    if "triton_cached" in providers:
+        try:
+            k_rot = K.rope_rotate(k, cos, sin, excl, backend="triton")
+            fns["triton_cached"] = lambda: K.rope_attention(q, k_rot, v, cos, sin, excl,
+                                                            k_rotated=True, backend="triton")
+        except RuntimeError as e:  # no Triton here
+            skipped["triton_cached"] = str(e)[:200]
+    if "rotate_sdpa" in providers:
+        from sam2_fast.kernels.rope_attention import _rope_attention_rotate_sdpa
+
+        fns["rotate_sdpa"] = lambda: _rope_attention_rotate_sdpa(q, k, v, cos, sin, excl, False)
+    if "auto" in providers:
+        fns["auto"] = lambda: K.rope_attention(q, k, v, cos, sin, excl, backend="auto")
     if "torch" in providers:
         fns["torch"] = lambda: K.rope_attention_reference(q, k, v, cos, sin, excl)
     if "official" in providers:
@@ -258,34 +254,37 @@ def make_rope_case(kind, objects, frames, ptrs, grid, d, device, dtype, gen, pro
                 build_compiled if "compile" in providers else None, skipped)
 
 
-def make_fpn_case(batch, C, H, device, dtype, gen, providers, off, off_err):
+def make_fpn_case(variant, cin, C, H, device, dtype, gen, providers, off, off_err):
     from sam2_fast import kernels as K
 
-    lateral = _randn((batch, C, H, H), device, dtype, gen)
-    coarse = _randn((batch, C, H // 2, H // 2), device, dtype, gen)
-    out_dt = torch.float32
-    nbytes = lateral.numel() * lateral.element_size() + coarse.numel() * coarse.element_size() \
-        + lateral.numel() * 4
+    x = _randn((1, cin, H, H), device, dtype, gen)
+    w = (_randn((C, cin, 1, 1), device, torch.float32, gen) / math.sqrt(cin)).to(dtype)
+    b = _randn((C,), device, dtype, gen)
+    coarse = _randn((1, C, H // 2, H // 2), device, dtype, gen)
+    flops = 2.0 * C * cin * H * H
+    nbytes = (x.numel() + w.numel() + coarse.numel() + C * H * H) * x.element_size()
     fns, skipped = {}, {}
     if "triton" in providers:
-        fns["triton"] = lambda: K.fpn_upsample_add(lateral, coarse, out_dtype=out_dt,
-                                                   backend="triton")
+        fns["triton"] = lambda: K.fpn_lateral_upsample_add(x, w, b, coarse, backend="triton")
+    if "auto" in providers:
+        fns["auto"] = lambda: K.fpn_lateral_upsample_add(x, w, b, coarse, backend="auto")
     if "torch" in providers:
-        fns["torch"] = lambda: K.fpn_upsample_add_reference(lateral, coarse, out_dt)
+        fns["torch"] = lambda: K.fpn_lateral_upsample_add_reference(x, w, b, coarse)
     if "official" in providers:
         if off is None:
             skipped["official"] = off_err
-        else:
-            fns["official"] = lambda: lateral + F.interpolate(coarse.float(), scale_factor=2.0,
-                                                              mode="nearest")
+        else:  # FpnNeck.forward: the conv, then lateral + F.interpolate(prev.float())
+            fns["official"] = lambda: F.conv2d(x, w, b) + F.interpolate(
+                coarse.float(), scale_factor=2.0, mode="nearest")
 
     def build_compiled():
-        f = torch.compile(K.fpn_upsample_add_reference, dynamic=False)
-        return lambda: f(lateral, coarse, out_dt)
+        f = torch.compile(K.fpn_lateral_upsample_add_reference, dynamic=False)
+        return lambda: f(x, w, b, coarse)
 
-    ref = lambda: K.fpn_upsample_add_reference(lateral.float(), coarse.float(), out_dt)  # noqa: E731
-    return Case("fpn", f"B{batch} C{C} {H}x{H} + {H // 2}x{H // 2}",
-                dict(batch=batch, channels=C, H=H, dtype=str(dtype)), lateral.numel(),
+    ref = lambda: K.fpn_lateral_upsample_add_reference(x.float(), w.float(), b.float(),  # noqa: E731
+                                                       coarse.float())
+    return Case("fpn", f"{variant} Cin{cin} C{C} {H}x{H} + {H // 2}x{H // 2}",
+                dict(variant=variant, cin=cin, channels=C, H=H, dtype=str(dtype)), flops,
                 nbytes, fns, ref, build_compiled if "compile" in providers else None, skipped)
 
 
@@ -295,15 +294,18 @@ def case_specs(args) -> List[Tuple[str, tuple]]:
     covers every op: memory attention at one object (self, and cross with the first and last
     memory-frame counts), every Hiera shape, FPN; then the other memory-frame counts and the
     other object counts. Dry: tiny shapes."""
+    from sam2_fast.kernels.tuning import fpn_lateral_shapes
+
     if args.dry:
         grid, d, ptrs = 4, 32, 4
         objects, frames = [1, 2], [1, 2]
-        variants, image_size, fpn = ["tiny"], 64, [(1, 16, 8)]
+        variants, image_size, fpn = ["tiny"], 64, [("tiny", 24, 16, 8)]
     else:
         grid, d, ptrs = args.image_size // 16, 256, args.ptr_tokens
         objects, frames = args.objects, args.frames
         variants, image_size = args.variants, args.image_size
-        fpn = [(1, 256, args.image_size // 16)]
+        fpn = [(v, f["cin"], f["channels"], f["grid"]) for v in variants
+               for f in fpn_lateral_shapes(v, image_size)]
     mem = []
     if "mem" in args.ops:
         for ob in objects:
@@ -320,8 +322,8 @@ def case_specs(args) -> List[Tuple[str, tuple]]:
                     continue  # keep the dry run to seconds
                 specs.append(("hiera", (var, sh)))
     if "fpn" in args.ops:
-        for b, c, h in fpn:
-            specs.append(("fpn", (b, c, h)))
+        for spec in fpn:
+            specs.append(("fpn", spec))
     specs += [m for m in mem if m not in first]
     return specs
 

@@ -18,7 +18,14 @@ once with :func:`sam2_fast.checkpoint.randomize_`, loaded by each provider's own
   reported apart. ``--compile-cap aten-gemm`` restricts max-autotune's GEMM search to cuBLAS
   (``TORCHINDUCTOR_MAX_AUTOTUNE_GEMM_BACKENDS=ATEN``) to fit a short device lease.
   ``--skip-compile`` leaves it out.
-* ``sam2_fast``          -- :func:`sam2_fast.predictors.video.build_sam2_video_predictor`, bf16.
+* ``sam2_fast``          -- :func:`sam2_fast.predictors.video.build_sam2_video_predictor`, bf16,
+  ``backend="auto"`` with the built-in kernel table (``SAM2_FAST_PROFILE=none``).
+* ``sam2_fast_tuned``    -- the same with the runtime profile written by ``sam2-fast tune``
+  (``--profile PATH``; skipped without one).
+
+Also ``--profile-run SIZE``: one propagation of sam2_fast (tuned when a profile is given) over
+``--profile-frames`` frames under ``torch.profiler``; the top 10 CUDA kernels by self time (and
+the top CPU ops) go to the JSON and the summary, so every GPU run brings back a profile.
 
 Also: 4 and 16 objects (``--objects``; one click each, on a fixed spread of points), peak GPU
 memory per provider (``torch.cuda.max_memory_allocated`` over build + init + runs), image
@@ -59,7 +66,8 @@ import torch  # noqa: E402
 import common  # noqa: E402
 
 SIZES = ("tiny", "small", "base_plus", "large")
-PROVIDERS = ("official", "official_compiled", "sam2_fast")
+PROVIDERS = ("official", "official_compiled", "sam2_fast", "sam2_fast_tuned")
+FAST = ("sam2_fast", "sam2_fast_tuned")
 GFLOP_PER_FRAME = {"tiny": 913.0, "small": 981.0, "base_plus": 1268.0, "large": 2444.0}
 CLICK = (210.0, 350.0)
 _CHILDREN: List[subprocess.Popen] = []  # live child process groups, ended on SIGTERM
@@ -162,15 +170,32 @@ def build_official_video(size, ckpt, device, args, vos_optimized=False):
         apply_postprocessing=True, vos_optimized=vos_optimized)
 
 
-def build_fast_video(size, ckpt, device, args):
+@contextlib.contextmanager
+def kernel_profile_env(provider: str, args):
+    """``SAM2_FAST_PROFILE`` while a sam2_fast provider builds its model: ``none`` (the
+    built-in table) for ``sam2_fast``, the tuned file for ``sam2_fast_tuned``."""
+    old = os.environ.get("SAM2_FAST_PROFILE")
+    os.environ["SAM2_FAST_PROFILE"] = (str(args.profile) if provider == "sam2_fast_tuned"
+                                       else "none")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SAM2_FAST_PROFILE", None)
+        else:
+            os.environ["SAM2_FAST_PROFILE"] = old
+
+
+def build_fast_video(size, ckpt, device, args, provider="sam2_fast"):
     ckpt = None if ckpt is None else str(ckpt)
     try:
         from sam2_fast.predictors.video import build_sam2_video_predictor
     except ImportError:
         from sam2_fast import build_sam2_video_predictor  # type: ignore[attr-defined]
-    return build_sam2_video_predictor(config_name(size, args.version), ckpt, device=device,
-                                      dtype=args.fast_dtype, image_size=args.image_size,
-                                      backend=args.backend)
+    with kernel_profile_env(provider, args):
+        return build_sam2_video_predictor(config_name(size, args.version), ckpt, device=device,
+                                          dtype=args.fast_dtype, image_size=args.image_size,
+                                          backend=args.backend)
 
 
 def official_autocast(device):
@@ -220,8 +245,8 @@ def run_video(provider: str, size: str, n_obj: int, frames_dir: Path, ckpt: Path
     ctx = official_autocast(device) if provider.startswith("official") else contextlib.nullcontext()
     t0 = time.perf_counter()
     with ctx:  # built outside inference mode, as the official benchmark does
-        if provider == "sam2_fast":
-            pred = build_fast_video(size, ckpt, device, args)
+        if provider in FAST:
+            pred = build_fast_video(size, ckpt, device, args, provider)
         else:
             pred = build_official_video(size, ckpt, device, args,
                                         vos_optimized=provider == "official_compiled")
@@ -261,6 +286,54 @@ def run_video(provider: str, size: str, n_obj: int, frames_dir: Path, ckpt: Path
     return row
 
 
+def run_profile(provider: str, size: str, frames_dir: Path, ckpt: Path, device, args) -> Dict:
+    """One warm-up propagation, then one under ``torch.profiler``: the top 10 kernels by self
+    device (CUDA) time and the top CPU ops by self CPU time, with their call counts."""
+    from torch.profiler import ProfilerActivity, profile
+
+    n_frames = count_frames(frames_dir)
+    row = dict(task="profile", provider=provider, size=size, objects=1, frames=n_frames)
+    base = mem_reset(device)
+    pred = build_fast_video(size, ckpt, device, args, provider)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.inference_mode():
+        state = pred.init_state(video_path=str(frames_dir))
+        pred.add_new_points_or_box(inference_state=state, frame_idx=0, obj_id=1,
+                                   points=np.array([CLICK], dtype=np.float32),
+                                   labels=np.array([1], dtype=np.int32))
+        for _ in pred.propagate_in_video(state):
+            pass
+        common.sync(device)
+        t0 = time.perf_counter()
+        with profile(activities=acts) as prof:
+            for _ in pred.propagate_in_video(state):
+                pass
+            common.sync(device)
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+
+    def dev_us(e):
+        return float(getattr(e, "self_device_time_total", 0.0)
+                     or getattr(e, "self_cuda_time_total", 0.0) or 0.0)
+
+    total_dev = sum(dev_us(e) for e in events)
+    total_cpu = sum(float(e.self_cpu_time_total) for e in events)
+    top_dev = sorted(events, key=dev_us, reverse=True)[:10]
+    top_cpu = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
+    row.update(
+        wall_s=wall, fps=n_frames / wall, peak_mem_gib=mem_peak_gib(device, base),
+        self_device_ms=total_dev / 1e3, self_cpu_ms=total_cpu / 1e3,
+        top_cuda=[dict(name=e.key, self_ms=dev_us(e) / 1e3, calls=e.count,
+                       pct=dev_us(e) / total_dev if total_dev else None)
+                  for e in top_dev if dev_us(e) > 0],
+        top_cpu=[dict(name=e.key, self_ms=e.self_cpu_time_total / 1e3, calls=e.count,
+                      pct=e.self_cpu_time_total / total_cpu if total_cpu else None)
+                 for e in top_cpu])
+    del pred, state, prof
+    mem_reset(device)
+    return row
+
+
 def run_image(provider: str, size: str, ckpt: Path, device, args, image: np.ndarray) -> Dict:
     """Image predictor latency: set_image + one predict (one click), median of timed reps."""
     row = dict(task="image", provider=provider, size=size, image_size=args.image_size)
@@ -284,9 +357,10 @@ def run_image(provider: str, size: str, ckpt: Path, device, args, image: np.ndar
         else:
             from sam2_fast import Sam2ImagePredictor, build_sam2
 
-            model = build_sam2(config_name(size, args.version), str(ckpt), device=device,
-                               dtype=args.fast_dtype, image_size=args.image_size,
-                               backend=args.backend)
+            with kernel_profile_env(provider, args):
+                model = build_sam2(config_name(size, args.version), str(ckpt), device=device,
+                                   dtype=args.fast_dtype, image_size=args.image_size,
+                                   backend=args.backend)
             pred = Sam2ImagePredictor(model)
     with ctx, torch.inference_mode():
         pts, lab = np.array([CLICK], dtype=np.float32), np.array([1], dtype=np.int32)
@@ -397,15 +471,18 @@ def headline(results: List[Dict]) -> List[Dict]:
     for size, n_obj in sorted({(s, o) for s, o, _ in vos}, key=lambda t: (SIZES.index(t[0])
                                                                           if t[0] in SIZES else 9, t[1])):
         fast = vos.get((size, n_obj, "sam2_fast"))
+        tuned = vos.get((size, n_obj, "sam2_fast_tuned"))
         off = vos.get((size, n_obj, "official"))
         comp = vos.get((size, n_obj, "official_compiled"))
         row = dict(size=size, objects=n_obj)
-        for key, r in (("official", off), ("compiled", comp), ("fast", fast)):
+        for key, r in (("official", off), ("compiled", comp), ("fast", fast), ("tuned", tuned)):
             if r:
                 row[f"fps_{key}"] = r["fps"]
                 row[f"mem_{key}"] = r.get("peak_mem_gib")
         if fast and off:
             row["x_official"] = fast["fps"] / off["fps"]
+        if tuned and off:
+            row["x_official_tuned"] = tuned["fps"] / off["fps"]
         if fast and comp:
             row["x_compiled"] = fast["fps"] / comp["fps"]
             row["compile_s"] = comp.get("first_call_overhead_s")
@@ -469,6 +546,12 @@ def main(argv=None) -> int:
     p.add_argument("--image-warmup", type=int, default=3)
     p.add_argument("--image-reps", type=int, default=10)
     p.add_argument("--backend", default="auto")
+    p.add_argument("--profile", default=None,
+                   help="runtime kernel profile (sam2-fast tune) for the sam2_fast_tuned provider")
+    p.add_argument("--profile-run", default="base_plus",
+                   help="size for the torch.profiler run of sam2_fast ('' for none)")
+    p.add_argument("--profile-frames", type=int, default=40,
+                   help="frames of the profiled propagation")
     p.add_argument("--fast-dtype", default=None,
                    help="sam2_fast model dtype (default bfloat16; dry: float32, as CPU bf16 is "
                    "slow and the dry run only proves the plumbing)")
@@ -547,29 +630,40 @@ def main(argv=None) -> int:
     # in --sizes order, the one-object eager official and sam2_fast, then (for --compile-sizes)
     # the official vos_optimized right after that size's eager pair; then image latency; then
     # the multi-object cases
+    have_profile = bool(args.profile) and Path(args.profile).is_file()
+    if args.profile and not have_profile:
+        print(f"# --profile {args.profile}: no such file; sam2_fast_tuned is skipped", flush=True)
+    if not have_profile:
+        providers = [x for x in providers if x != "sam2_fast_tuned"]
+    eager = [x for x in ("official", "sam2_fast", "sam2_fast_tuned") if x in providers]
+    profile_run = args.profile_run.strip()
+    if args.dry and profile_run:
+        profile_run = sizes[0]  # the dry run exercises the profiler on its one size
     tasks = []
     for size in sizes:
-        for prov in ("official", "sam2_fast"):
-            if prov in providers and 1 in objects:
+        for prov in eager:
+            if 1 in objects:
                 tasks.append(("vos", prov, size, 1))
+        if size == profile_run and any(x in providers for x in FAST):
+            tasks.append(("profile", "sam2_fast_tuned" if have_profile else "sam2_fast", size, 1))
         if "official_compiled" in providers and size in compile_sizes and 1 in objects:
             tasks.append(("child", "official_compiled", size, 1))
     for size in sizes:
-        for prov in ("official", "sam2_fast"):
-            if size in image_sizes and prov in providers:
+        for prov in eager:
+            if size in image_sizes:
                 tasks.append(("image", prov, size, 1))
     for size in sizes:
         if size in multi_sizes:
             for n in objects:
                 if n > 1:
-                    for prov in ("official", "sam2_fast"):
-                        if prov in providers:
-                            tasks.append(("vos", prov, size, n))
+                    for prov in eager:
+                        tasks.append(("vos", prov, size, n))
 
     budget = common.Budget(args.time_budget)
     results: List[Dict] = []
     not_run: List[str] = []
-    fast_error = preflight_fast(device, args, frames_all) if "sam2_fast" in providers else None
+    fast_error = (preflight_fast(device, args, frames_all)
+                  if any(x in providers for x in FAST) else None)
     if fast_error:
         print(f"# sam2_fast preflight FAILED, its tasks are skipped: {fast_error}", flush=True)
     for kind, prov, size, n in tasks:
@@ -577,7 +671,7 @@ def main(argv=None) -> int:
         if budget.spent():
             not_run.append(label)
             continue
-        if prov == "sam2_fast" and fast_error:
+        if prov in FAST and fast_error:
             results.append(dict(task=kind, provider=prov, size=size, objects=n,
                                 skipped=f"preflight: {fast_error}"))
             continue
@@ -588,6 +682,10 @@ def main(argv=None) -> int:
             fdir = frames_all if n == 1 else frames_multi
             if kind == "vos":
                 row = run_video(prov, size, n, fdir, ckpt, device, args, args.ceilings)
+            elif kind == "profile":
+                fprof = frames_subset(src, min(args.profile_frames, args.max_frames or 10**9),
+                                      work)
+                row = run_profile(prov, size, fprof, ckpt, device, args)
             elif kind == "image":
                 row = run_image(prov, size, ckpt, device, args, image)
             else:
@@ -622,8 +720,9 @@ def main(argv=None) -> int:
     print("# headline (x_official / x_compiled = sam2_fast FPS over the official's; "
           "floor_fraction = FPS over matmul-ceiling / GFLOP-per-frame)")
     print(common.format_table(hl, ["size", "objects", "fps_official", "fps_compiled", "fps_fast",
-                                   "x_official", "x_compiled", "floor_fraction", "mem_official",
-                                   "mem_fast", "img_ms_official", "img_ms_fast", "img_x"],
+                                   "fps_tuned", "x_official", "x_official_tuned", "x_compiled",
+                                   "floor_fraction", "mem_official", "mem_fast",
+                                   "img_ms_official", "img_ms_fast", "img_x"],
                               specs={"floor_fraction": ".1%", "mem_official": ".3g",
                                      "mem_fast": ".3g"}))
     if work_ctx is not None:

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The GPU check of sam2_fast: one prepared script for the device machine (see bench/README.md).
+# The GPU check of sam2_fast: one script for a CUDA machine (see bench/README.md).
 #
-#   bash bench/gpu_check.sh          # on the GPU machine; results under $OUT
-#   bash bench/gpu_check.sh --dry    # on the CPU, tiny shapes, about a minute (tests/test_bench_dry.py)
+#   bash bench/gpu_check.sh          # on a CUDA machine; results under $OUT
+#   bash bench/gpu_check.sh --dry    # on the CPU, tiny shapes, a few minutes (tests/test_bench_dry.py)
 #
-# Steps, each under a hard time cap (timeout) so the whole check ends inside ~8 minutes:
-#   0. install the carried wheels (.device/wheels/*.whl -> /tmp/site; PYTHONPATH)
+# Steps, each under a hard time cap (timeout) so that the whole check ends within TOTAL_CAP:
+#   0. install wheels carried in .device/wheels (official sam2 + its pure-Python deps), if any
 #   1. versions: GPU, driver, clocks, Python, torch, triton
-#   2. pytest -m gpu (all tests) then the other kernel tests on the GPU   cap PYTEST_GPU_CAP + PYTEST_KERNEL_CAP
-#   3. bench/bench_kernels.py (ceilings, all kernel shapes, 4 providers)   cap KERNELS_CAP
-#   4. bench/bench_vos.py (4 sizes x official/sam2_fast, image latency,
-#      official vos_optimized for COMPILE_SIZES, 4/16 objects for MULTI_SIZES)  cap: what is left of TOTAL_CAP
-#   5. bench/summarize.py: the short table, printed last
-# Files under $OUT (7, the device tool returns at most 8): check.log pytest.log kernels.json
-# kernels.log vos.json vos.log summary.txt.
+#   2. pytest -m gpu (all tests), then the other kernel tests on the GPU   caps PYTEST_GPU_CAP, PYTEST_KERNEL_CAP
+#   3. sam2-fast tune: the runtime profile of this GPU -> $OUT/profile.toml  cap TUNE_CAP
+#   4. bench/bench_kernels.py (ceilings, all kernel shapes, 4 providers)   cap KERNELS_CAP
+#   5. bench/bench_vos.py: official eager vs sam2_fast with the built-in kernel table and with
+#      the tuned profile, one torch.profiler propagation (top 10 CUDA kernels), then the other
+#      sizes, image latency, 4/16 objects                                   cap: what is left of TOTAL_CAP
+#   6. bench/summarize.py: the short table, printed last
+# Files under $OUT (8): check.log pytest.log kernels.json kernels.log (bench + tune output)
+# profile.toml vos.json vos.log summary.txt.
 # Every cap is an environment variable (defaults below); what was capped is printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,27 +30,30 @@ el() { echo $(( $(date +%s) - T0 )); }
 log() { echo "[gpu_check +$(el)s] $*" | tee -a "$OUT/check.log"; }
 
 if [ $DRY = 1 ]; then
-  TOTAL_CAP=${TOTAL_CAP:-240}; PYTEST_GPU_CAP=${PYTEST_GPU_CAP:-60}; PYTEST_KERNEL_CAP=${PYTEST_KERNEL_CAP:-0}
-  KERNELS_CAP=${KERNELS_CAP:-120}
+  TOTAL_CAP=${TOTAL_CAP:-330}; PYTEST_GPU_CAP=${PYTEST_GPU_CAP:-60}; PYTEST_KERNEL_CAP=${PYTEST_KERNEL_CAP:-0}
+  TUNE_CAP=${TUNE_CAP:-90}; KERNELS_CAP=${KERNELS_CAP:-120}
 else
-  TOTAL_CAP=${TOTAL_CAP:-465}          # seconds for the whole check (the lease allows 8 min)
-  PYTEST_GPU_CAP=${PYTEST_GPU_CAP:-60}
-  PYTEST_KERNEL_CAP=${PYTEST_KERNEL_CAP:-30}
-  KERNELS_CAP=${KERNELS_CAP:-100}
+  TOTAL_CAP=${TOTAL_CAP:-540}          # seconds for the whole check
+  PYTEST_GPU_CAP=${PYTEST_GPU_CAP:-120}
+  PYTEST_KERNEL_CAP=${PYTEST_KERNEL_CAP:-45}
+  TUNE_CAP=${TUNE_CAP:-100}
+  KERNELS_CAP=${KERNELS_CAP:-90}
 fi
+TUNE_VARIANTS=${TUNE_VARIANTS:-base_plus,tiny,small,large}   # tune: Hiera variants, in priority order
 COMPILE_BUDGET=${COMPILE_BUDGET:-30}    # bench_kernels: seconds of torch.compile in total
-COMPILE_SIZES=${COMPILE_SIZES:-base_plus}   # bench_vos: sizes that run the official vos_optimized
+COMPILE_SIZES=${COMPILE_SIZES:-}        # bench_vos: sizes that run the official vos_optimized ('' = none)
 COMPILE_CAP=${COMPILE_CAP:-aten-gemm}   # max-autotune GEMM search limited to cuBLAS ('none': as shipped)
 COMPILE_TIMEOUT=${COMPILE_TIMEOUT:-150} # bench_vos: seconds for the vos_optimized child (compile + runs)
 VOS_SIZES=${VOS_SIZES:-base_plus,tiny,small,large}   # priority order (b+ is the official benchmark's)
 IMAGE_SIZES=${IMAGE_SIZES:-base_plus,tiny}
 MULTI_SIZES=${MULTI_SIZES:-base_plus}
+PROFILE_RUN=${PROFILE_RUN:-base_plus}   # size of the torch.profiler propagation ('' = none)
 VOS_RUNS=${VOS_RUNS:-2}; VOS_WARMUP=${VOS_WARMUP:-1}
 MULTI_FRAMES=${MULTI_FRAMES:-60}
-STEPS=${STEPS:-tests,kernels,vos}       # e.g. STEPS=vos for a second call
+STEPS=${STEPS:-tests,tune,kernels,vos}  # e.g. STEPS=vos for a second call
 has() { case ",$STEPS," in *",$1,"*) return 0;; esac; return 1; }
 
-# ---- 0. wheels (the device has no network; .device/ is carried) -------------------------------
+# ---- 0. wheels (a machine without network: .device/wheels is carried along) --------------------
 if [ $DRY = 0 ] && ls .device/wheels/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/wheels/*.whl \
     >>"$OUT/check.log" 2>&1 && log "wheels installed: $(ls .device/wheels | tr '\n' ' ')" \
@@ -56,7 +61,7 @@ if [ $DRY = 0 ] && ls .device/wheels/*.whl >/dev/null 2>&1; then
   export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-  [ $DRY = 0 ] && log "WARNING: no .device/wheels/*.whl: the official sam2 must already be importable"
+  [ $DRY = 0 ] && log "no .device/wheels/*.whl: the official sam2 must already be importable"
 fi
 
 # ---- frames ------------------------------------------------------------------------------------
@@ -79,7 +84,7 @@ EOF
 fi
 
 # ---- 1. versions -------------------------------------------------------------------------------
-log "dry=$DRY out=$OUT frames=$FRAMES caps: total=${TOTAL_CAP}s pytest=${PYTEST_GPU_CAP}+${PYTEST_KERNEL_CAP}s kernels=${KERNELS_CAP}s compile_budget=${COMPILE_BUDGET}s compile_cap=$COMPILE_CAP compile_timeout=${COMPILE_TIMEOUT}s"
+log "dry=$DRY out=$OUT frames=$FRAMES caps: total=${TOTAL_CAP}s pytest=${PYTEST_GPU_CAP}+${PYTEST_KERNEL_CAP}s tune=${TUNE_CAP}s kernels=${KERNELS_CAP}s compile_budget=${COMPILE_BUDGET}s compile_sizes='$COMPILE_SIZES' compile_cap=$COMPILE_CAP compile_timeout=${COMPILE_TIMEOUT}s"
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
     --format=csv 2>&1 | tee -a "$OUT/check.log"
@@ -119,14 +124,28 @@ rc=$?; log "pytest -m gpu rc=$rc : $(grep -E '(passed|failed|error|skipped|no te
 log "pytest kernel tests, not gpu-marked, on the GPU (cap ${PYTEST_KERNEL_CAP}s)"
 if [ "$PYTEST_KERNEL_CAP" -gt 0 ]; then
   run_capped "$PYTEST_KERNEL_CAP" "$OUT/pytest.log" "$PY" -m pytest -q -p no:cacheprovider -m "not gpu" \
-    tests/test_kernels.py tests/test_kernels_aot.py
+    tests/test_kernels.py tests/test_profile.py
   rc=$?; log "pytest kernels rc=$rc : $(grep -E '(passed|failed|error|skipped|no tests ran)' "$OUT/pytest.log" | tail -1)"
 else
   log "pytest kernel tests skipped (PYTEST_KERNEL_CAP=0)"
 fi
 fi
 
-# ---- 3. kernel benchmark -----------------------------------------------------------------------
+# ---- 3. the runtime profile of this GPU --------------------------------------------------------
+if has tune; then
+  log "sam2-fast tune (cap ${TUNE_CAP}s; variants $TUNE_VARIANTS) -> $OUT/profile.toml"
+  if [ $DRY = 1 ]; then
+    run_capped "$TUNE_CAP" "$OUT/kernels.log" env TRITON_INTERPRET=1 "$PY" -m sam2_fast tune --dry \
+      --out "$OUT/profile.toml"
+  else
+    run_capped "$TUNE_CAP" "$OUT/kernels.log" "$PY" -m sam2_fast tune --out "$OUT/profile.toml" \
+      --variants "$TUNE_VARIANTS" --time-budget $((TUNE_CAP - 20))
+  fi
+  rc=$?; n=$(grep -cE '^impl = "(triton|rotate)' "$OUT/profile.toml" 2>/dev/null || true)
+  log "tune rc=$rc (${n:-no profile}; non-torch entries: ${n:-0})"
+fi
+
+# ---- 4. kernel benchmark -----------------------------------------------------------------------
 KARGS=(--json "$OUT/kernels.json" --compile-budget "$COMPILE_BUDGET" --time-budget $((KERNELS_CAP - 25)))
 if [ $DRY = 1 ]; then KARGS+=(--dry); export TRITON_INTERPRET=1; fi
 if has kernels; then
@@ -136,23 +155,24 @@ if has kernels; then
 fi
 unset TRITON_INTERPRET
 
-# ---- 4. end-to-end benchmark -------------------------------------------------------------------
+# ---- 5. end-to-end benchmark -------------------------------------------------------------------
 VOS_CAP=$(( TOTAL_CAP - $(el) - 15 ))
 [ $VOS_CAP -lt 60 ] && VOS_CAP=60
 VOS_BUDGET=$(( VOS_CAP - 45 )); [ $VOS_BUDGET -lt 30 ] && VOS_BUDGET=30
 VARGS=(--frames-dir "$FRAMES" --json "$OUT/vos.json" --time-budget $VOS_BUDGET
        --compile-timeout "$COMPILE_TIMEOUT" --compile-cap "$COMPILE_CAP"
        --compile-sizes "$COMPILE_SIZES" --multi-sizes "$MULTI_SIZES" --multi-frames "$MULTI_FRAMES"
-       --runs "$VOS_RUNS" --warmup "$VOS_WARMUP")
+       --runs "$VOS_RUNS" --warmup "$VOS_WARMUP" --profile-run "$PROFILE_RUN")
+[ -f "$OUT/profile.toml" ] && VARGS+=(--profile "$OUT/profile.toml")
 if [ $DRY = 1 ]; then VARGS+=(--dry); else VARGS+=(--sizes "$VOS_SIZES" --image-sizes "$IMAGE_SIZES"); fi
-log "bench_vos (cap ${VOS_CAP}s; no new task after ${VOS_BUDGET}s; vos_optimized for $COMPILE_SIZES, GEMM autotune cap '$COMPILE_CAP', timeout ${COMPILE_TIMEOUT}s)"
+log "bench_vos (cap ${VOS_CAP}s; no new task after ${VOS_BUDGET}s; sam2_fast with the built-in table and with $( [ -f "$OUT/profile.toml" ] && echo "the tuned profile" || echo "no tuned profile (none written)"); vos_optimized for '$COMPILE_SIZES')"
 if has vos; then
   run_capped "$VOS_CAP" "$OUT/vos.log" "$PY" bench/bench_vos.py "${VARGS[@]}"
   rc=$?; log "bench_vos rc=$rc"
 fi
 
-# ---- 5. the short table, last ------------------------------------------------------------------
+# ---- 6. the short table, last ------------------------------------------------------------------
 log "done in $(el)s; files: $(ls "$OUT" | tr '\n' ' ')"
-"$PY" bench/summarize.py "$OUT/kernels.json" "$OUT/vos.json" >"$OUT/summary.txt" 2>&1
+"$PY" bench/summarize.py "$OUT/kernels.json" "$OUT/vos.json" "$OUT/profile.toml" >"$OUT/summary.txt" 2>&1
 tail -n 40 "$OUT/pytest.log" 2>/dev/null | grep -E "FAILED|ERROR|passed|failed" | tail -8
 cat "$OUT/summary.txt"

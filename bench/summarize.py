@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """The short table printed last by ``gpu_check.sh`` (and pasted into BENCHMARKS.md), from
-the JSON of ``bench_kernels.py`` and ``bench_vos.py``.
+the JSON of ``bench_kernels.py`` and ``bench_vos.py`` and the runtime profile written by
+``sam2-fast tune``.
 
-usage: python bench/summarize.py KERNELS_JSON VOS_JSON [--markdown]
+usage: python bench/summarize.py KERNELS_JSON VOS_JSON [PROFILE_TOML] [--markdown]
+
+Sections: kernels (triton / torch / official / compile ms per op family), the tuned profile
+(per op and shape bucket: the implementation chosen, its time and torch's), end to end (FPS of
+the official, of sam2_fast with the built-in table and with the tuned profile), and the top 10
+CUDA kernels (and top CPU ops) of one profiled sam2_fast propagation.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common  # noqa: E402
 
@@ -24,32 +31,84 @@ def _load(path):
 
 
 def kernel_rows(k):
-    """Per op family: total ms of triton / torch / official / compile and triton's speed-up
-    over the official (Hiera per frame = sum of ms x blocks; memory attention at 1 object,
-    7 memory frames + 64 pointers, and self-attention; FPN)."""
+    """Per op family: total ms of each provider, triton's TFLOP/s (memory attention) and the
+    speed-ups over the official (Hiera per frame = sum of ms x blocks; memory attention at 7
+    memory frames + 64 pointers, and self-attention, per object count; FPN per variant)."""
     rows = []
-    ms = {}
+    ms, tf = {}, {}
     for r in k.get("rows", []):
         if "ms" not in r:
             continue
+        key = None
         if r["op"] == "hiera":
             key = f"hiera {r['variant']} /frame"
             ms.setdefault(key, {}).setdefault(r["provider"], 0.0)
             ms[key][r["provider"]] += r["ms"] * r["blocks"]
-        elif r["op"] == "mem_cross" and r["frames"] == 7:
-            ms.setdefault(f"mem cross obj{r['objects']} 7+ptr", {})[r["provider"]] = r["ms"]
+            continue
+        if r["op"] == "mem_cross" and r["frames"] == 7:
+            key = f"mem cross obj{r['objects']} 7+ptr"
         elif r["op"] == "mem_self":
-            ms.setdefault(f"mem self obj{r['objects']}", {})[r["provider"]] = r["ms"]
+            key = f"mem self obj{r['objects']}"
         elif r["op"] == "fpn":
-            ms.setdefault("fpn", {})[r["provider"]] = r["ms"]
+            key = "fpn" + (f" {r['variant']}" if r.get("variant") else "")
+        if key:
+            ms.setdefault(key, {})[r["provider"]] = r["ms"]
+            if r["op"].startswith("mem") and r.get("tflops"):
+                tf.setdefault(key, {})[r["provider"]] = r["tflops"]
     for what, d in ms.items():
         row = dict(what=what, **{f"{p}_ms": v for p, v in d.items()})
-        if "triton" in d and "official" in d:
-            row["x_official"] = d["official"] / d["triton"]
+        for p in ("triton", "triton_cached"):
+            if p in tf.get(what, {}):
+                row[f"{p}_tflops"] = tf[what][p]
+        for p, col in (("triton", "x_official"), ("triton_cached", "x_official_cached"),
+                       ("auto", "x_official_auto")):
+            if p in d and "official" in d:
+                row[col] = d["official"] / d[p]
         if "triton" in d and "compile" in d:
             row["x_compile"] = d["compile"] / d["triton"]
         rows.append(row)
     return rows
+
+
+KERNEL_COLS = ["what", "triton_ms", "triton_cached_ms", "rotate_sdpa_ms", "auto_ms", "torch_ms",
+               "official_ms", "compile_ms", "triton_tflops", "x_official", "x_official_cached",
+               "x_official_auto", "x_compile"]
+
+
+def print_profile(path, table) -> None:
+    """The tuned profile's entries: op, bucket, implementation (tiles, splits), ms, torch ms."""
+    try:
+        from sam2_fast.kernels.profile import load_profile
+
+        prof = load_profile(path)
+    except (ImportError, ValueError) as e:
+        print(f"## tuned profile: not readable ({e})")
+        return
+    rows = []
+    for op in sorted(prof.entries):
+        for bucket, c in sorted(prof.entries[op].items()):
+            impl = c.impl + (f" {c.config.name}" if c.config else "") + (
+                f" splits={c.splits}" if c.splits else "")
+            rows.append(dict(op=op, bucket=bucket, impl=impl, ms=c.ms, torch_ms=c.torch_ms,
+                             x_torch=(c.torch_ms / c.ms) if c.ms and c.torch_ms else None))
+    print(f"## tuned profile ({prof.gpu}, {prof.precision}, {prof.image_size} px; "
+          f"x_torch = torch ms / chosen ms)")
+    print(table(rows, ["op", "bucket", "impl", "ms", "torch_ms", "x_torch"],
+                {"ms": ".4g", "torch_ms": ".4g", "x_torch": ".2f"}))
+
+
+def print_top(r, table) -> None:
+    """Top kernels of the profiled propagation (vos.json task "profile")."""
+    print(f"## profile: sam2_fast ({r['provider']}) {r['size']}, {r['frames']} frames, one "
+          f"propagation: {r.get('fps', 0):.1f} FPS under the profiler; self CUDA "
+          f"{r.get('self_device_ms', 0):.1f} ms, self CPU {r.get('self_cpu_ms', 0):.1f} ms")
+    if r.get("top_cuda"):
+        print("### top 10 CUDA kernels by self time")
+        print(table([dict(x, name=x["name"][:70]) for x in r["top_cuda"]],
+                    ["name", "self_ms", "pct", "calls"], {"self_ms": ".2f", "pct": ".1%"}))
+    print("### top CPU ops by self time")
+    print(table([dict(x, name=x["name"][:70]) for x in r["top_cpu"]],
+                ["name", "self_ms", "pct", "calls"], {"self_ms": ".2f", "pct": ".1%"}))
 
 
 def main(argv=None) -> int:
@@ -58,6 +117,7 @@ def main(argv=None) -> int:
     argv = [a for a in argv if a != "--markdown"]
     k = _load(argv[0]) if argv else None
     v = _load(argv[1]) if len(argv) > 1 else None
+    prof_path = argv[2] if len(argv) > 2 else None
     env = (k or v or {}).get("env", {})
     ceil = (k or v or {}).get("ceilings") or {}
     if isinstance(ceil, str):
@@ -72,28 +132,34 @@ def main(argv=None) -> int:
         else common.format_table
     if k:
         rows = kernel_rows(k)
-        print("## kernels (median ms; x_official = official / triton)")
-        print(table(rows, ["what", "triton_ms", "torch_ms", "official_ms", "compile_ms",
-                           "x_official", "x_compile"],
-                    {"triton_ms": ".4g", "torch_ms": ".4g", "official_ms": ".4g",
-                     "compile_ms": ".4g", "x_official": ".2f", "x_compile": ".2f"}))
+        cols = [c for c in KERNEL_COLS if c == "what" or any(c in r for r in rows)]
+        print("## kernels (median ms; x_official = official / triton; _cached = keys already "
+              "rotated; auto = what backend='auto' runs without a profile)")
+        print(table(rows, cols, {c: (".2f" if c.startswith("x_") else ".4g") for c in cols}))
         bad = [r for r in k.get("rows", []) if r.get("bad")]
         if bad:
             print(f"# {len(bad)} kernel rows with error above the limit: "
                   + ", ".join(f"{r['case']}/{r['provider']}={r['err']:.1e}" for r in bad[:8]))
     else:
         print("## kernels: no results")
+    if prof_path:
+        print_profile(prof_path, table)
     if v:
-        print("## end to end (FPS; x_ = sam2_fast over the official; floor = fraction of the "
-              "compute floor)")
+        print("## end to end (FPS; x_ = sam2_fast over the official; fast = built-in kernel "
+              "table, tuned = the tuned profile; floor = fraction of the compute floor)")
         print(table(v.get("headline", []),
-                    ["size", "objects", "fps_official", "fps_compiled", "fps_fast", "x_official",
-                     "x_compiled", "compile_s", "floor_fraction", "mem_official", "mem_fast",
-                     "img_ms_official", "img_ms_fast", "img_x"],
+                    ["size", "objects", "fps_official", "fps_compiled", "fps_fast", "fps_tuned",
+                     "x_official", "x_official_tuned", "x_compiled", "compile_s",
+                     "floor_fraction", "mem_official", "mem_fast", "img_ms_official",
+                     "img_ms_fast", "img_x"],
                     {"fps_official": ".4g", "fps_compiled": ".4g", "fps_fast": ".4g",
-                     "x_official": ".2f", "x_compiled": ".2f", "compile_s": ".0f",
+                     "fps_tuned": ".4g", "x_official": ".2f", "x_official_tuned": ".2f",
+                     "x_compiled": ".2f", "compile_s": ".0f",
                      "floor_fraction": ".1%", "mem_official": ".3g", "mem_fast": ".3g",
                      "img_ms_official": ".4g", "img_ms_fast": ".4g", "img_x": ".2f"}))
+        for r in v.get("results", []):
+            if r.get("task") == "profile" and "top_cpu" in r:
+                print_top(r, table)
         for r in v.get("results", []):
             if "skipped" in r:
                 print(f"# vos skipped {r.get('provider')} {r.get('size')} x{r.get('objects')}: "

@@ -11,6 +11,7 @@ import torch
 from .checkpoint import CheckpointError, PathLike, check_state_dict, detect_config, load_state_dict
 from .config import Sam2Config, get_config
 from .kernels._backend import check_backend_name
+from .kernels.profile import KernelProfile, resolve_profile
 from .model.sam2_model import Sam2Model
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -31,10 +32,24 @@ def resolve_dtype(dtype: Union[None, str, torch.dtype]) -> torch.dtype:
     return _DTYPES[str(dtype)]
 
 
+def set_kernel_profile(model: torch.nn.Module, profile: Optional[KernelProfile]) -> torch.nn.Module:
+    """Give every module of ``model`` that calls a kernel (those with a ``kernel_profile``
+    attribute) the runtime profile ``profile`` (None: the built-in table); also sets
+    ``model.kernel_profile``. Returns the model."""
+    if profile is not None and not isinstance(profile, KernelProfile):
+        raise ValueError(f"profile must be a KernelProfile or None, got {type(profile).__name__}")
+    for mod in model.modules():
+        if hasattr(mod, "kernel_profile"):
+            mod.kernel_profile = profile
+    model.kernel_profile = profile
+    return model
+
+
 def build_sam2(config: Union[None, str, Sam2Config] = None, checkpoint: Optional[PathLike] = None, *,
                device: Union[None, str, torch.device] = None,
                dtype: Union[None, str, torch.dtype] = None, image_size: Optional[int] = None,
-               backend: str = "auto") -> Sam2Model:
+               backend: str = "auto",
+               profile: Union[None, bool, PathLike, KernelProfile] = None) -> Sam2Model:
     """Build a SAM 2 model and load an official checkpoint with no key remapping.
 
     Args:
@@ -46,14 +61,23 @@ def build_sam2(config: Union[None, str, Sam2Config] = None, checkpoint: Optional
         dtype: float32 (default), bfloat16 or float16 for all weights and compute.
         image_size: input resolution override (multiple of 32); default the config's (1024).
         backend: kernel backend, ``"auto"`` / ``"triton"`` / ``"torch"``.
+        profile: the runtime kernel profile that ``backend="auto"`` follows
+            (:mod:`sam2_fast.kernels.profile`, written by ``sam2-fast tune``): a path or a
+            ``KernelProfile``; ``False`` for none; ``None`` (default): the file named by
+            ``$SAM2_FAST_PROFILE`` (``none`` = no file), else ``sam2_fast_profile.toml`` next
+            to the checkpoint when there is one. Without a profile, auto uses the built-in
+            table of measured wins (torch where nothing was measured). A profile made on
+            another GPU is dropped with a ``ProfileWarning``.
 
     Returns:
-        The model in eval mode.
+        The model in eval mode (``model.kernel_profile`` = the profile in use, or None).
 
     Raises:
         ValueError: neither config nor checkpoint, bad dtype/backend/image_size, unknown config.
         CheckpointError (a ValueError): unreadable file, keys or shapes that do not match the
             config (the message lists them).
+        ProfileError (a ValueError): a profile file that cannot be used (corrupt, unknown
+            keys, tile configs that are not shipped).
     """
     check_backend_name(backend)
     torch_dtype = resolve_dtype(dtype)
@@ -84,5 +108,6 @@ def build_sam2(config: Union[None, str, Sam2Config] = None, checkpoint: Optional
         model.load_state_dict(sd, strict=True)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    set_kernel_profile(model, resolve_profile(profile, checkpoint, device))
     model = model.to(device=device, dtype=torch_dtype)
     return model.eval()

@@ -285,6 +285,34 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("out", metavar="OUT", help=".pt (official {'model': sd}) or .safetensors")
     k.add_argument("--seed", type=_nonneg_int, default=0)
     _add_batch_parser(sub)
+
+    t = sub.add_parser("tune", help="measure the kernels on this GPU; write a runtime profile",
+                       description="Time every implementation of every kernel op (torch and "
+                                   "Triton tile configs) at the model's shapes on this GPU and "
+                                   "write the winners as a TOML runtime profile, which "
+                                   "build_sam2 reads (backend auto). Needs CUDA (--dry: the "
+                                   "CPU with TRITON_INTERPRET=1, tiny shapes).")
+    t.add_argument("--out", metavar="PROFILE.toml",
+                   help="where to write (default: sam2_fast_profile.toml next to --checkpoint, "
+                        "where build_sam2 finds it, else in the current folder)")
+    t.add_argument("--checkpoint", metavar="CKPT",
+                   help="tune for this checkpoint's Hiera variant and write next to it")
+    t.add_argument("--variants", metavar="LIST",
+                   help="comma list of tiny,small,base_plus,large (default: the checkpoint's, "
+                        "else all four)")
+    t.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    t.add_argument("--image-size", type=_image_size_arg, default=1024, metavar="N")
+    t.add_argument("--objects", default="1,4,16", metavar="LIST",
+                   help="object counts for memory attention (default 1,4,16)")
+    t.add_argument("--ops", default="rope_attention,windowed_attention,fpn_upsample_add",
+                   metavar="LIST", help="ops to tune (default: all three)")
+    t.add_argument("--time-budget", type=_pos_float, metavar="S",
+                   help="seconds; shapes not started by then are skipped")
+    t.add_argument("--json", metavar="ROWS.json", help="also write every measurement as JSON")
+    t.add_argument("--dry", action="store_true",
+                   help="CPU + Triton interpreter (TRITON_INTERPRET=1), tiny shapes: checks the "
+                        "plumbing; the profile names no GPU")
+    t.add_argument("--quiet", "-q", action="store_true", help="no per-candidate lines")
     return parser
 
 
@@ -1005,8 +1033,77 @@ def cmd_checkpoint(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    """``sam2-fast tune``: :func:`sam2_fast.kernels.tuning.tune`, then the profile (TOML) and
+    optionally every measurement (JSON), each written atomically."""
+    import torch
+
+    from .kernels import interpreter_enabled
+    from .kernels import profile as kprofile
+    from .kernels import tuning
+
+    if args.dry:
+        if not interpreter_enabled():
+            raise CliError("--dry runs the Triton interpreter: set TRITON_INTERPRET=1 in the "
+                           "environment (before anything imports triton)")
+        device = torch.device("cpu")
+    else:
+        if not torch.cuda.is_available():
+            raise CliError("tune measures a GPU and CUDA is not available here (--dry checks "
+                           "the plumbing on the CPU)")
+        device = torch.device("cuda")
+    variants = [v for v in (args.variants or "").split(",") if v.strip()]
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint)
+        if not variants:
+            variants = [_detect(inspect_checkpoint(ckpt)).variant]
+        elif not ckpt.is_file():
+            raise CliError(f"checkpoint not found: {ckpt}")
+    variants = variants or list(tuning.VARIANTS)
+    out = Path(args.out) if args.out else (
+        Path(args.checkpoint).parent / kprofile.PROFILE_FILENAME if args.checkpoint
+        else Path(kprofile.PROFILE_FILENAME))
+    for p in [out] + ([Path(args.json)] if args.json else []):
+        if p.is_dir() or not p.parent.is_dir():
+            raise CliError(f"cannot write {p}: " + ("a folder" if p.is_dir()
+                                                    else "its folder does not exist"))
+    try:
+        objects = [int(x) for x in args.objects.split(",") if x.strip()]
+    except ValueError:
+        raise CliError(f"--objects must be a comma list of integers, got {args.objects!r}") from None
+    if not objects or min(objects) < 1:
+        raise CliError(f"--objects must be positive integers, got {args.objects!r}")
+    ops = [o for o in args.ops.split(",") if o.strip()]
+    dtype = getattr(torch, args.dtype)
+    say = (lambda s: None) if args.quiet else print
+    t0 = time.perf_counter()
+    prof, rows = tuning.tune(device, dtype=dtype, image_size=args.image_size,
+                             variants=variants, objects=objects, ops=ops,
+                             time_budget=args.time_budget, dry=args.dry, log=say)
+    kprofile.save_profile(prof, out)
+    if args.json:
+        tmp = Path(args.json).with_name(Path(args.json).name + ".partial")
+        tmp.write_text(json.dumps(dict(gpu=prof.gpu, precision=prof.precision,
+                                       image_size=prof.image_size, variants=variants,
+                                       rows=rows), indent=1, default=str))
+        os.replace(tmp, args.json)
+    if not args.quiet:
+        for op in sorted(prof.entries):
+            for bucket, c in sorted(prof.entries[op].items()):
+                cfg = f" {c.config.name}" if c.config else ""
+                sp = f" splits={c.splits}" if c.splits else ""
+                tm = (f"  {c.ms:.4f} ms (torch {c.torch_ms:.4f})"
+                      if c.ms is not None and c.torch_ms is not None else "")
+                print(f"{op:20s} {bucket:40s} {c.impl}{cfg}{sp}{tm}")
+        skipped = sum(1 for r in rows if "skipped" in r)
+        print(f"profile for {prof.gpu} ({prof.precision}, {prof.image_size} px) written to "
+              f"{out} in {time.perf_counter() - t0:.0f} s"
+              + (f"; {skipped} candidates or shapes skipped (see --json)" if skipped else ""))
+    return 0
+
+
 _COMMANDS = {"video": cmd_video, "image": cmd_image, "info": cmd_info, "convert": cmd_convert,
-             "checkpoint": cmd_checkpoint}
+             "checkpoint": cmd_checkpoint, "tune": cmd_tune}
 
 
 # ============================================================================ batch

@@ -1,8 +1,9 @@
 """The benchmark scripts cannot rot: ``bench/gpu_check.sh --dry`` runs the whole GPU check on
-the CPU with tiny shapes (pytest -m gpu collection, ``bench_kernels.py --dry`` with the Triton
-interpreter, ``bench_vos.py --dry`` with the official predictors and sam2_fast, the
-``vos_optimized`` child with compile stubbed, the summary), writing to a temp dir; then the
-JSON is checked for every provider's rows. About 45-60 s on 2 busy cores.
+the CPU with tiny shapes (pytest -m gpu collection, ``sam2-fast tune --dry`` and
+``bench_kernels.py --dry`` with the Triton interpreter, ``bench_vos.py --dry`` with the official
+predictors and sam2_fast with the built-in table and with the tuned profile, the profiled
+propagation, the ``vos_optimized`` child with compile stubbed, the summary), writing to a temp
+dir; then the JSON is checked for every provider's rows. About 60-70 s on 2 busy cores.
 """
 
 from __future__ import annotations
@@ -40,14 +41,19 @@ def test_gpu_check_dry(tmp_path):
     log = res.stdout[-4000:] + res.stderr[-2000:]
     assert res.returncode == 0, log
     names = sorted(p.name for p in out.iterdir())
-    assert len(names) <= 8, names  # the device tool returns at most 8 files
-    for f in ("check.log", "kernels.json", "vos.json", "summary.txt"):
+    assert len(names) <= 8, names  # the script keeps its output to 8 files
+    for f in ("check.log", "kernels.json", "vos.json", "summary.txt", "profile.toml"):
         assert f in names, (names, log)
+    from sam2_fast.kernels.profile import load_profile
+
+    prof = load_profile(out / "profile.toml")  # sam2-fast tune --dry wrote a valid profile
+    assert set(prof.entries) == {"rope_attention", "windowed_attention", "fpn_upsample_add"}
 
     k = json.loads((out / "kernels.json").read_text())
     assert k["ceilings"]["matmul_tflops"] > 0 and k["ceilings"]["copy_gbs"] > 0
     provs = {r["provider"] for r in k["rows"] if "ms" in r}
-    assert {"triton", "torch", "official"} <= provs, (provs, log)
+    assert {"triton", "triton_cached", "rotate_sdpa", "auto", "torch", "official"} <= provs, (
+        provs, log)
     ops = {r["op"] for r in k["rows"] if "ms" in r}
     assert ops == {"hiera", "mem_self", "mem_cross", "fpn"}, ops
     assert not [r for r in k["rows"] if r.get("bad")], [r for r in k["rows"] if r.get("bad")]
@@ -56,14 +62,18 @@ def test_gpu_check_dry(tmp_path):
     done = {(r["task"], r["provider"], r.get("objects")) for r in v["results"] if "skipped" not in r}
     skipped = [r for r in v["results"] if "skipped" in r]
     assert not skipped, skipped
-    for want in [("vos", "official", 1), ("vos", "sam2_fast", 1), ("vos", "official_compiled", 1),
+    for want in [("vos", "official", 1), ("vos", "sam2_fast", 1), ("vos", "sam2_fast_tuned", 1),
+                 ("vos", "official_compiled", 1),
                  ("image", "official", None), ("image", "sam2_fast", None),
-                 ("vos", "official", 2), ("vos", "sam2_fast", 2)]:
+                 ("vos", "official", 2), ("vos", "sam2_fast", 2), ("profile", "sam2_fast_tuned", 1)]:
         assert want in done, (want, done)
     hl = {(h["size"], h["objects"]): h for h in v["headline"]}
-    assert hl[("tiny", 1)]["x_official"] > 0 and hl[("tiny", 1)]["x_compiled"] > 0
+    assert hl[("tiny", 1)]["x_official"] > 0 and hl[("tiny", 1)]["x_official_tuned"] > 0
+    prof_row = next(r for r in v["results"] if r["task"] == "profile")
+    assert prof_row["top_cpu"] and prof_row["top_cpu"][0]["self_ms"] > 0
     summary = (out / "summary.txt").read_text()
-    assert "end to end" in summary and "kernels" in summary
+    for part in ("end to end", "kernels", "tuned profile", "top CPU ops"):
+        assert part in summary, part
     assert "x_official" in res.stdout  # the short table is printed last
 
 

@@ -88,8 +88,10 @@ WIN_CASES = [
     (2, 6, 5, 3, 12, 8, 1, True, 2),  # grid smaller than the window, head_dim 12
     (1, 12, 12, 1, 48, 8, 1, False, 1),  # padding with no bias (zeros), head_dim 48
     (1, 9, 8, 1, 20, 3, 3, True, 0),  # q_stride 3 (general)
-    (1, 10, 10, 1, 20, 0, 1, True, 1),  # global
-    (1, 9, 11, 2, 16, 0, 2, True, 2),  # global, pooled odd grid
+    (1, 10, 10, 1, 20, 0, 1, True, 1),  # global: the shared flash kernel (strided views)
+    (1, 9, 11, 2, 16, 0, 2, True, 2),  # global, pooled odd grid: the window kernel
+    (2, 7, 9, 3, 36, 0, 1, False, 0),  # global, 2 images, head_dim 36: the flash kernel
+    (1, 6, 7, 2, 24, 0, 1, True, 2),  # global, rows not evenly spaced: the window kernel
 ]
 
 
@@ -187,22 +189,27 @@ def test_windowed_attention_errors():
 # rope_attention
 # =============================================================================================
 
-# (B, heads, grid_x, grid_y, d, frames, pointers, num_splits, layout)
+# (B, heads, grid_x, grid_y, d, frames, pointers, num_splits, layout); frames 0 = self-attention
 ROPE_CASES = [
-    (1, 1, 4, 4, 32, 1, 0, 0, 0),  # self-attention
+    (1, 1, 4, 4, 32, 0, 0, 0, 0),  # self-attention
     (2, 2, 5, 4, 48, 2, 5, 3, 2),  # objects x heads, 2 frames + 5 pointers, 3 splits
     (1, 1, 6, 6, 64, 3, 8, 4, 1),  # 3 frames + 8 pointers, 4 splits
-    (1, 1, 3, 5, 20, 1, 3, 0, 2),  # d 20 (half 10), rectangular grid
+    (1, 1, 3, 5, 20, 1, 3, 0, 2),  # d 20 (half 10, padded to 32), rectangular grid
     (3, 1, 4, 4, 16, 2, 0, 2, 0),  # 3 objects, 2 frames, 2 splits
     (1, 1, 4, 4, 256, 2, 4, 2, 2),  # the published head dim
     (1, 2, 3, 3, 18, 2, 2, 1, 1),  # d 18 (not a multiple of 4): random tables
+    (2, 1, 3, 3, 32, 4, 1, 0, 1),  # 4 frames + 1 pointer: 37 keys (partial key tiles)
+    (4, 1, 2, 3, 24, 5, 6, 2, 2),  # 4 objects, 5 frames, 6 pointers, 2 splits
+    (2, 1, 3, 2, 40, 6, 0, 0, 0),  # 6 frames, no pointers: 36 keys
+    (5, 1, 3, 3, 32, 7, 16, 5, 1),  # 5 objects, a full bank (7 frames) + 16 pointers, 5 splits
+    (1, 1, 5, 5, 8, 1, 0, 0, 0),  # d 8 (padded to 16), one frame, no pointers
 ]
 
 
 def _rope_inputs(case, dtype):
     B, Hh, gx, gy, d, frames, ptrs, splits, layout = case
     Nq = gx * gy
-    Nk = frames * Nq + ptrs
+    Nk = max(frames, 1) * Nq + ptrs
     # _separate_heads layout: (B, N, heads, d).transpose(1, 2)
     q = _noncontig((B, Hh, Nq, d), dtype, 2 if layout else 0)
     k = _noncontig((B, Hh, Nk, d), dtype, layout)
@@ -227,6 +234,124 @@ def test_rope_attention_matches_reference(case, dtype, seed):
     # storage (B, Nq, heads, d): recombining heads is a view
     assert out.transpose(1, 2).is_contiguous()
     _check_rule(out, ref, oracle, dtype, f"rope {case} {dtype} seed={seed}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", [ROPE_CASES[1], ROPE_CASES[4], ROPE_CASES[10], ROPE_CASES[6]],
+                         ids=lambda c: "x".join(map(str, c)))
+def test_rope_attention_precomputed_keys(case, dtype, seed):
+    """The cached-keys entry point: keys rotated once with rope_rotate (per memory frame, as a
+    bank would, or all at once) and passed with k_rotated=True give the fused result, on the
+    Triton and the torch paths; the per-frame and whole-bank rotations are bit-identical."""
+    q, k, v, cos, sin, ptrs, splits = _rope_inputs(case, dtype)
+    Nq = q.shape[2]
+    n_rope = k.shape[2] - ptrs
+    for backend in ("triton", "torch"):
+        whole = K.rope_rotate(k, cos, sin, ptrs, backend=backend)
+        frames = [K.rope_rotate(k[:, :, f:f + Nq], cos, sin, backend=backend)
+                  for f in range(0, n_rope, Nq)]
+        per_frame = torch.cat(frames + [k[:, :, n_rope:]], dim=2)
+        assert torch.equal(per_frame, whole), f"{backend} seed={seed}"
+        assert whole.is_contiguous() and whole.dtype == dtype
+    ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
+    oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
+                                      sin.double(), ptrs)
+    cached = K.rope_rotate(k, cos, sin, ptrs, backend="triton")
+    out = rope_attention(q, cached, v, cos, sin, ptrs, k_rotated=True, num_splits=splits,
+                         backend="triton")
+    _check_rule(out, ref, oracle, dtype, f"rope cached {case} {dtype} seed={seed}")
+    # the torch path with keys rotated by the reference is the reference, bit for bit
+    cached_ref = K.rope_rotate(k, cos, sin, ptrs, backend="torch")
+    out_t = rope_attention(q, cached_ref, v, cos, sin, ptrs, k_rotated=True, backend="torch")
+    assert torch.equal(out_t, ref), f"seed={seed}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rope_rotate_matches_reference(dtype, seed):
+    """The fused rotation pass against the reference rotation: exact in fp32 / fp16 (same fp32
+    products and sum, one rounding); bf16 within one unit in the last place (the interpreter
+    rounds fp32 -> bf16 toward zero; on CUDA it is exact too)."""
+    for B, Hh, N, T, d, excl, layout in [(2, 1, 3 * 12 + 5, 12, 32, 5, 1), (1, 2, 9, 9, 18, 0, 2),
+                                         (3, 1, 2 * 6 + 64, 6, 256, 64, 0)]:
+        x = _noncontig((B, Hh, N, d), dtype, layout)
+        ang = torch.rand(T, d // 2, device=DEVICE) * 6.0
+        cos, sin = ang.cos(), ang.sin()
+        out = K.rope_rotate(x, cos, sin, excl, backend="triton")
+        ref = K.rope_rotate_reference(x, cos, sin, excl)
+        assert out.shape == x.shape and out.dtype == dtype and out.is_contiguous()
+        assert torch.equal(out[:, :, N - excl:], x[:, :, N - excl:])  # pointers: copied
+        if dtype == torch.bfloat16 and DEVICE.type == "cpu":
+            ulp = 2.0 ** (torch.floor(torch.log2(ref.float().abs().clamp_min(1e-30))) - 7)
+            assert ((out.float() - ref.float()).abs() <= ulp).all(), f"seed={seed}"
+        else:
+            assert torch.equal(out, ref), f"{(B, Hh, N, T, d, excl)} {dtype} seed={seed}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rope_attention_rotate_sdpa_impl(dtype, seed):
+    """impl "rotate_sdpa" (Triton rotation pass + torch SDPA), which a tuned profile may pick."""
+    from sam2_fast.kernels.rope_attention import _rope_attention_rotate_sdpa
+
+    for case in (ROPE_CASES[2], ROPE_CASES[8]):
+        q, k, v, cos, sin, ptrs, _ = _rope_inputs(case, dtype)
+        ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
+        oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
+                                          sin.double(), ptrs)
+        out = _rope_attention_rotate_sdpa(q, k, v, cos, sin, ptrs, False)
+        _check_rule(out, ref, oracle, dtype, f"rotate_sdpa {case} {dtype} seed={seed}")
+        cached = K.rope_rotate(k, cos, sin, ptrs, backend="triton")
+        out_c = _rope_attention_rotate_sdpa(q, cached, v, cos, sin, ptrs, True)
+        assert torch.equal(out_c, out), f"seed={seed}"
+
+
+def test_rope_attention_explicit_tiles(seed):
+    """Other tile shapes run the same code: explicit configs (any under the interpreter)
+    agree with the default; outside the interpreter only shipped configs are accepted."""
+    from sam2_fast.kernels import _flash
+
+    q, k, v, cos, sin, ptrs, _ = _rope_inputs((2, 1, 5, 5, 64, 3, 7, 0, 1), torch.float32)
+    base = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
+    cfgs = [K.FlashConfig(16, 16, 4, 1), K.FlashConfig(64, 32, 4, 1)]
+    if DEVICE.type == "cuda":
+        q, k, v = q.half(), k.half(), v.half()
+        base = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
+        cfgs = list(_flash.shipped_configs(torch.float16, 64))
+    for cfg in cfgs:
+        out = rope_attention(q, k, v, cos, sin, ptrs, config=cfg, backend="triton")
+        assert rel_l2(out, base) < (1e-5 if DEVICE.type == "cpu" else 1e-3), f"{cfg} seed={seed}"
+    shipped = _flash.shipped_configs(torch.bfloat16, 256)
+    assert _flash.default_config(torch.bfloat16, 256) in shipped or _flash.interpreter_enabled()
+    orig = _flash.interpreter_enabled
+    _flash.interpreter_enabled = lambda: False
+    try:
+        assert _flash.check_config(shipped[0], torch.bfloat16, 256) == shipped[0]
+        with pytest.raises(ValueError, match="not shipped"):
+            _flash.check_config(K.FlashConfig(256, 16, 4, 1), torch.bfloat16, 256)
+        with pytest.raises(ValueError, match="float32"):
+            _flash.check_config(K.FlashConfig(64, 32, 4, 2), torch.float32, 256)
+    finally:
+        _flash.interpreter_enabled = orig
+
+
+def test_flash_split_policy():
+    """Split-K only where the query tiles leave SMs idle and every split keeps enough key
+    tiles (the H200 numbers of the docstring)."""
+    from sam2_fast.kernels import _flash
+
+    cuda = torch.device("cuda", 0)
+    orig = _flash.sm_count
+    _flash.sm_count = lambda device: 132
+    try:
+        assert _flash.auto_splits(32, 449, cuda) == 4  # 1 object, full bank, 128-query tiles
+        assert _flash.auto_splits(32, 64, cuda) == 4  # 1 object, self-attention
+        assert _flash.auto_splits(64, 449, cuda) == 2  # 2 objects
+        assert _flash.auto_splits(128, 449, cuda) == 1  # 4 objects fill the GPU
+        assert _flash.auto_splits(512, 449, cuda) == 1
+        assert _flash.auto_splits(32, 12, cuda) == 1  # too few key tiles to split
+        assert _flash.auto_splits(1, 10_000, cuda) == _flash.MAX_SPLITS
+    finally:
+        _flash.sm_count = orig
+    assert _flash.auto_splits(1, 10_000, torch.device("cpu")) == 1
 
 
 def test_rope_attention_auto_splits_agree(seed):
@@ -297,6 +422,25 @@ def test_rope_attention_errors():
         rope_attention(q.double(), k.double(), k.double(), cos, sin, 4, backend="triton")
     with pytest.raises(ValueError, match="head_dim"):
         axial_rope_tables(30, 4, 4)
+    with pytest.raises(ValueError, match="not shipped|tile config"):
+        rope_attention(q, k, k, cos, sin, 4, config=K.FlashConfig(0, 16, 4, 1),
+                       backend="triton") if DEVICE.type == "cpu" else rope_attention(
+            q, k, k, cos, sin, 4, config=K.FlashConfig(256, 16, 4, 1), backend="triton")
+    # rope_rotate
+    with pytest.raises(ValueError, match="x must have shape"):
+        K.rope_rotate(k[0], cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="multiple of"):
+        K.rope_rotate(k, cos, sin, 0, backend="triton")  # 36 rows, 16-row table
+    with pytest.raises(ValueError, match="num_exclude"):
+        K.rope_rotate(k, cos, sin, 40, backend="triton")
+    with pytest.raises(ValueError, match="cos"):
+        K.rope_rotate(k, cos[:, :8], sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="sin shape"):
+        K.rope_rotate(k, cos, sin[:8], 4, backend="torch")
+    with pytest.raises(ValueError, match="x dtype"):
+        K.rope_rotate(k.double(), cos, sin, 4, backend="triton")
+    with pytest.raises(ValueError, match="backend"):
+        K.rope_rotate(k, cos, sin, 4, backend="cuda")
 
 
 # =============================================================================================
@@ -388,8 +532,14 @@ def test_auto_backend_on_cpu_is_the_reference():
     assert torch.equal(fpn_upsample_add(lat, co), fpn_upsample_add_reference(lat, co))
 
 
+def _tiles(d):
+    """An explicit tile config as the ops' four ints for the fp32 samples: a small one under
+    the interpreter; on CUDA zeros (the default: no fp32 flash config is shipped)."""
+    return (32, 16, 4, 1) if DEVICE.type == "cpu" else (0, 0, 0, 0)
+
+
 def _op_samples():
-    """(op, args) samples for the four registered ops, small."""
+    """(op, args) samples for the registered ops, small."""
     qkv = torch.randn(1, 7, 6, 3 * 32, device=DEVICE)[..., :72]
     bias = torch.randn(72, device=DEVICE)
     q = torch.randn(1, 16, 1, 32, device=DEVICE).transpose(1, 2)
@@ -404,7 +554,10 @@ def _op_samples():
     return [
         (ops.windowed_attention.default, (qkv, bias, 2, 4, 2)),
         (ops.windowed_attention.default, (qkv, None, 1, 0, 1)),
-        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 2)),
+        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 2, False, 0, 0, 0, 0)),
+        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 0, True, *_tiles(32))),
+        (ops.rope_rotate.default, (k, cos, sin, 4)),
+        (ops.windowed_attention.default, (qkv, bias, 1, 0, 1, *_tiles(24))),
         (ops.fpn_upsample_add.default, (lat, co, None)),
         (ops.fpn_lateral_upsample_add.default, (x, w, torch.randn(4, device=DEVICE), co,
                                                 torch.float32)),
@@ -518,9 +671,10 @@ def test_windowed_attention_published_shapes_gpu(H, nh, D, ws, s, dtype, seed):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cached", [False, True], ids=["rotated_here", "cached_keys"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
 @pytest.mark.parametrize("B,frames,ptrs", [(1, 1, 0), (1, 7, 64), (4, 2, 16)])
-def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, seed):
+def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, cached, seed):
     d, g = 256, 64
     Nq = g * g
     Nk = frames * Nq + ptrs
@@ -528,7 +682,11 @@ def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, seed):
     k = torch.randn(B, Nk, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
     v = torch.randn(B, Nk, 1, d, device="cuda", dtype=dtype).transpose(1, 2)
     cos, sin = axial_rope_tables(d, g, g, device="cuda")
-    out = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
+    if cached:
+        k_rot = K.rope_rotate(k, cos, sin, ptrs, backend="triton")
+        out = rope_attention(q, k_rot, v, cos, sin, ptrs, k_rotated=True, backend="triton")
+    else:
+        out = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
     ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
     oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
                                       sin.double(), ptrs)

@@ -1,4 +1,4 @@
-"""Axial-RoPE attention (SAM 2 memory attention), rotation fused into a flash kernel.
+"""Axial-RoPE attention (SAM 2 memory attention): rotation outside the hot loop, a plain flash loop.
 
 Replaces, in the official ``sam2.modeling.sam.transformer.RoPEAttention.forward``, all that
 happens between ``_separate_heads`` and ``_recombine_heads``: ``apply_rotary_enc`` (axial
@@ -6,31 +6,34 @@ rotary encoding of q and of the first ``Nk - num_k_exclude_rope`` keys, the tabl
 over memory frames) and ``F.scaled_dot_product_attention``. The rotary tables come from
 :func:`axial_rope_tables` (mirrors ``sam2.modeling.position_encoding.compute_axial_cis``).
 
-GPU design: the rotation is applied in registers (fp32) to the q tile once and to each k tile
-as it is loaded; q.k is computed as ``q_even.k_even + q_odd.k_odd`` (two dots over head_dim/2,
-no interleaving); flash attention with online softmax and fp32 accumulation. The keys are
-split over ``num_splits`` programs (flash-decoding) whose partial (acc, log-sum-exp) are merged
-by a second small kernel, so a single object at 64x64 queries still fills the GPU.
+GPU design (Triton, sm_90):
 
-Design card order: reference -> Triton kernels -> launcher -> torch.library op -> public op.
+* rotation: once per call, one fused pass for q and k together (:func:`_rope_rotate_kernel`:
+  read a row tile, rotate the pairs in fp32 -- column j pairs with column j ^ 1, so neither a
+  permutation of the projection weights nor a de-interleaving is needed --, round to the input
+  dtype as the official ``type_as`` does, write; key m uses table row ``m % Nq``, pointer rows
+  are copied). About 2 x 15 MB of traffic at the full bank, a few microseconds. Keys the caller
+  rotated and cached skip it (``k_rotated=True``; see :func:`rope_attention` for the contract);
+* the hot loop is the plain flash loop of :mod:`._flash`: key tile load, one full-width
+  ``q k^T`` dot, online softmax, value tile load, one ``p v`` dot. (Rotating q in the flash
+  kernel's prologue instead made every d = 256 tile spill registers on sm_90, see
+  :mod:`._flash`.)
+* split-K (flash-decoding) where the query tiles alone cannot fill the GPU
+  (:func:`~._flash.auto_splits`); objects stay batched (one grid over objects x heads);
+* ``impl="rotate_sdpa"`` (selected by a runtime profile only): the same rotation kernel for q
+  and k, then torch's SDPA on the rotated operands.
+
+Design card order: reference -> Triton kernels -> launchers -> torch.library ops -> public ops.
 """
 
-import math
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ._backend import (
-    dot_input_precision,
-    dot_upcast_needed,
-    import_triton,
-    interpreter_enabled,
-    launch,
-    next_pow2,
-    resolve_backend,
-    sm_count,
-)
+from ._backend import import_triton, interpreter_enabled, launch, next_pow2
+from ._flash import FlashConfig, check_config, flash_attention_triton, gpu_supported
+from .profile import choose, choose_unmeasured, rope_bucket
 
 triton, tl = import_triton()
 
@@ -189,265 +192,250 @@ def rope_attention_reference(
     return F.scaled_dot_product_attention(q, k, v)
 
 
+def _check_rotate_args(x, cos, sin, num_exclude, dtypes):
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, heads, N, d), got {tuple(x.shape)}")
+    if x.dtype not in dtypes:
+        raise ValueError(f"x dtype must be one of {dtypes}, got {x.dtype}")
+    N, d = x.shape[2], x.shape[3]
+    if d % 2 != 0 or d == 0:
+        raise ValueError(f"x head dim must be even and positive, got {d}")
+    for name, t in (("cos", cos), ("sin", sin)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2 or t.shape[1] != d // 2 or t.shape[0] < 1:
+            raise ValueError(f"{name} must have shape (T, {d // 2}), got {tuple(t.shape)}")
+        if not t.dtype.is_floating_point:
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+    if sin.shape != cos.shape:
+        raise ValueError(f"sin shape {tuple(sin.shape)} must equal cos shape {tuple(cos.shape)}")
+    if (not isinstance(num_exclude, int) or isinstance(num_exclude, bool)
+            or not 0 <= num_exclude <= N):
+        raise ValueError(f"num_exclude must be an int in [0, N={N}], got {num_exclude!r}")
+    if (N - num_exclude) % cos.shape[0] != 0:
+        raise ValueError(
+            f"x: the rotated rows (N - num_exclude = {N - num_exclude}) must be a multiple of "
+            f"the table's {cos.shape[0]} rows (the grid repeated over memory frames)"
+        )
+
+
+def rope_rotate_reference(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_exclude: int = 0
+) -> torch.Tensor:
+    """Plain-torch axial rotation of rows, exactly as :func:`rope_attention_reference` rotates.
+
+    Args:
+        x: (B, heads, N, d), fp16 / bf16 / fp32 / fp64, d even.
+        cos, sin: (T, d // 2) tables (:func:`axial_rope_tables`).
+        num_exclude: the last rows that are not rotated (object pointers).
+
+    Maths: row m < N - num_exclude is rotated with table row m % T (pairs (2i, 2i+1), fp32 --
+    fp64 for fp64 --, rounded to x's dtype); the other rows are copied.
+
+    Returns: (B, heads, N, d) in x's dtype.
+
+    Raises: ValueError on bad shapes / dtypes / devices, or N - num_exclude not a multiple of T.
+    """
+    _check_rotate_args(x, cos, sin, num_exclude, _REF_DTYPES)
+    n_rope = x.shape[2] - num_exclude
+    if n_rope == 0:
+        return x.clone()
+    r = n_rope // cos.shape[0]
+    rot = _rotate_pairs(x[:, :, :n_rope], cos.repeat(r, 1), sin.repeat(r, 1))
+    return torch.cat([rot, x[:, :, n_rope:]], dim=2)
+
+
 # ---------------------------------------------------------------------------------------------
-# 2) Triton kernels
+# 2) Triton kernel: the rotation pass (the attention itself is _flash._flash_attn_fwd)
 # ---------------------------------------------------------------------------------------------
 
 
 @triton.jit
-def _rope_attn_fwd(
-    q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, o_ptr, lse_ptr,
-    sq_b, sq_h, sq_n, sq_d,
-    sk_b, sk_h, sk_n, sk_d,
-    sv_b, sv_h, sv_n, sv_d,
-    so_s, so_b, so_h, so_n, so_d,  # output (or partial-output) strides; so_s = split stride
-    sl_s, sl_bh,  # lse strides (split, batch*head); token stride 1
-    NUM_HEADS, NQ, NK, NK_ROPE, HALF_D,
-    KB_PER_SPLIT,
-    qk_scale,  # log2(e) / sqrt(d)
-    BLOCK_M: tl.constexpr,
+def _rotate_rows(
+    x_ptr, y_ptr, cos_ptr, sin_ptr,
+    sx_b, sx_h, sx_n, sx_d,
+    sy_b, sy_h, sy_n,  # y: d stride 1
+    b, h, pid_n, N, N_ROPE, NT, D, HALF_D,
     BLOCK_N: tl.constexpr,
-    BLOCK_DH: tl.constexpr,  # power of two >= d/2
-    WRITE_LSE: tl.constexpr,  # split mode: write normalised fp32 partials + log2-sum-exp
-    UPCAST: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    pid_s = tl.program_id(2)
-    b = pid_bh // NUM_HEADS
-    h = pid_bh % NUM_HEADS
-    dtype = q_ptr.dtype.element_ty
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    m_ok = offs_m < NQ
-    offs_i = tl.arange(0, BLOCK_DH)
-    i_ok = offs_i < HALF_D
-    offs_e = 2 * offs_i
-    offs_o = 2 * offs_i + 1
-
-    # ---- q tile, rotated in fp32 then rounded to the input dtype (as type_as) ---------------
-    q_base = q_ptr + b.to(tl.int64) * sq_b + h.to(tl.int64) * sq_h
-    qmask = m_ok[:, None] & i_ok[None, :]
-    q_row = (offs_m * sq_n)[:, None]
-    qe = tl.load(q_base + q_row + (offs_e * sq_d)[None, :], mask=qmask, other=0.0).to(tl.float32)
-    qo = tl.load(q_base + q_row + (offs_o * sq_d)[None, :], mask=qmask, other=0.0).to(tl.float32)
-    t_off = (offs_m * HALF_D)[:, None] + offs_i[None, :]
-    c = tl.load(cos_ptr + t_off, mask=qmask, other=1.0)
-    s = tl.load(sin_ptr + t_off, mask=qmask, other=0.0)
-    qe2 = (qe * c - qo * s).to(dtype)
-    qo2 = (qe * s + qo * c).to(dtype)
-    if UPCAST:
-        qe2 = qe2.to(tl.float32)
-        qo2 = qo2.to(tl.float32)
-
-    k_base = k_ptr + b.to(tl.int64) * sk_b + h.to(tl.int64) * sk_h
-    v_base = v_ptr + b.to(tl.int64) * sv_b + h.to(tl.int64) * sv_h
-
-    m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    l_i = tl.zeros((BLOCK_M,), tl.float32)
-    acc_e = tl.zeros((BLOCK_M, BLOCK_DH), tl.float32)
-    acc_o = tl.zeros((BLOCK_M, BLOCK_DH), tl.float32)
-
-    kb_start = pid_s * KB_PER_SPLIT
-    kb_end = tl.minimum(kb_start + KB_PER_SPLIT, tl.cdiv(NK, BLOCK_N))
-    for kb in range(kb_start, kb_end):
-        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < NK
-        kmask = n_ok[:, None] & i_ok[None, :]
-        k_row = (offs_n.to(tl.int64) * sk_n)[:, None]
-        ke = tl.load(k_base + k_row + (offs_e * sk_d)[None, :], mask=kmask, other=0.0)
-        ko = tl.load(k_base + k_row + (offs_o * sk_d)[None, :], mask=kmask, other=0.0)
-        ke = ke.to(tl.float32)
-        ko = ko.to(tl.float32)
-        rot = offs_n < NK_ROPE
-        trow = offs_n % NQ
-        tmask = (rot & n_ok)[:, None] & i_ok[None, :]
-        # (kt_off, not t_off: a loop must not re-type an outer variable)
-        kt_off = (trow * HALF_D)[:, None] + offs_i[None, :]
-        kc = tl.load(cos_ptr + kt_off, mask=tmask, other=1.0)
-        ks = tl.load(sin_ptr + kt_off, mask=tmask, other=0.0)
-        ke2 = (ke * kc - ko * ks).to(dtype)
-        ko2 = (ke * ks + ko * kc).to(dtype)
-        # unrotated keys (object pointers) are the loaded values, bit for bit
-        ke2 = tl.where(rot[:, None], ke2, ke.to(dtype))
-        ko2 = tl.where(rot[:, None], ko2, ko.to(dtype))
-        v_row = (offs_n.to(tl.int64) * sv_n)[:, None]
-        ve = tl.load(v_base + v_row + (offs_e * sv_d)[None, :], mask=kmask, other=0.0)
-        vo = tl.load(v_base + v_row + (offs_o * sv_d)[None, :], mask=kmask, other=0.0)
-        if UPCAST:
-            ke2 = ke2.to(tl.float32)
-            ko2 = ko2.to(tl.float32)
-            ve = ve.to(tl.float32)
-            vo = vo.to(tl.float32)
-        sc = tl.dot(qe2, tl.trans(ke2), input_precision=DOT_PREC)
-        sc = tl.dot(qo2, tl.trans(ko2), sc, input_precision=DOT_PREC)
-        sc = sc * qk_scale
-        sc = tl.where(n_ok[None, :], sc, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(sc, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(sc - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        pv = p.to(ve.dtype)
-        acc_e = tl.dot(pv, ve, acc_e * alpha[:, None], input_precision=DOT_PREC)
-        acc_o = tl.dot(pv, vo, acc_o * alpha[:, None], input_precision=DOT_PREC)
-        m_i = m_new
-
-    acc_e = acc_e / l_i[:, None]
-    acc_o = acc_o / l_i[:, None]
-    o_base = o_ptr + pid_s.to(tl.int64) * so_s + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h
-    o_row = (offs_m.to(tl.int64) * so_n)[:, None]
-    omask = m_ok[:, None] & i_ok[None, :]
-    tl.store(o_base + o_row + (offs_e * so_d)[None, :], acc_e.to(o_ptr.dtype.element_ty), mask=omask)
-    tl.store(o_base + o_row + (offs_o * so_d)[None, :], acc_o.to(o_ptr.dtype.element_ty), mask=omask)
-    if WRITE_LSE:
-        lse = m_i + tl.log2(l_i)
-        tl.store(lse_ptr + pid_s * sl_s + pid_bh * sl_bh + offs_m, lse, mask=m_ok)
-
-
-@triton.jit
-def _rope_attn_combine(
-    part_ptr, lse_ptr, o_ptr,
-    sp_s, sp_b, sp_h, sp_n,  # partial strides (d stride 1)
-    sl_s, sl_bh,
-    so_b, so_h, so_n, so_d,
-    NUM_HEADS, NQ, D, NUM_SPLITS,
-    BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
+    """Rows [pid_n * BLOCK_N, ...) of one (b, h): y[row] = x[row] rotated by table row
+    (row % NT) for row < N_ROPE (fp32, rounded to y's dtype), else y[row] = x[row]."""
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    n_ok = offs_n < N
+    d_ok = offs_d < D
+    mask = n_ok[:, None] & d_ok[None, :]
+    x_base = x_ptr + b.to(tl.int64) * sx_b + h.to(tl.int64) * sx_h
+    rows = (offs_n.to(tl.int64) * sx_n)[:, None]
+    x = tl.load(x_base + rows + (offs_d * sx_d)[None, :], mask=mask, other=0.0)
+    # column j pairs with j ^ 1: x'[2i] = x[2i] c - x[2i+1] s, x'[2i+1] = x[2i+1] c + x[2i] s
+    xp = tl.load(x_base + rows + ((offs_d ^ 1) * sx_d)[None, :], mask=mask, other=0.0)
+    rot = offs_n < N_ROPE
+    t_mask = (rot & n_ok)[:, None] & d_ok[None, :]
+    t_off = ((offs_n % NT) * HALF_D)[:, None] + (offs_d // 2)[None, :]
+    c = tl.load(cos_ptr + t_off, mask=t_mask, other=1.0)
+    s = tl.load(sin_ptr + t_off, mask=t_mask, other=0.0)
+    sign = tl.where((offs_d % 2) == 0, -1.0, 1.0)
+    xf = x.to(tl.float32)
+    y = xf * c + (sign[None, :] * xp.to(tl.float32)) * s
+    y = tl.where(rot[:, None], y, xf)  # pointer rows: the loaded values, bit for bit
+    y_base = y_ptr + b.to(tl.int64) * sy_b + h.to(tl.int64) * sy_h
+    tl.store(y_base + (offs_n.to(tl.int64) * sy_n)[:, None] + offs_d[None, :],
+             y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _rope_rotate_kernel(
+    k_ptr, kr_ptr, q_ptr, qr_ptr, cos_ptr, sin_ptr,
+    sk_b, sk_h, sk_n, sk_d,
+    skr_b, skr_h, skr_n,
+    sq_b, sq_h, sq_n, sq_d,
+    sqr_b, sqr_h, sqr_n,
+    NUM_HEADS, NK, NK_ROPE, NQ, D, HALF_D,
+    NKB,  # row blocks of k; program ids >= NKB rotate q (when HAS_Q)
+    HAS_Q: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """One launch rotates the keys (row m by table row m % NQ, the last NK - NK_ROPE rows
+    copied) and, with HAS_Q, the queries (row n by table row n)."""
+    pid = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // NUM_HEADS
     h = pid_bh % NUM_HEADS
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < NQ
-    mask = m_ok[:, None] & (offs_d < D)[None, :]
-    p_base = part_ptr + b.to(tl.int64) * sp_b + h.to(tl.int64) * sp_h
-    p_off = (offs_m.to(tl.int64) * sp_n)[:, None] + offs_d[None, :]
-    m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    l_i = tl.zeros((BLOCK_M,), tl.float32)
-    acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
-    for sp in range(0, NUM_SPLITS):
-        lse = tl.load(lse_ptr + sp * sl_s + pid_bh * sl_bh + offs_m, mask=m_ok, other=0.0)
-        part = tl.load(p_base + sp * sp_s + p_off, mask=mask, other=0.0)
-        m_new = tl.maximum(m_i, lse)
-        alpha = tl.exp2(m_i - m_new)
-        beta = tl.exp2(lse - m_new)
-        acc = acc * alpha[:, None] + part * beta[:, None]
-        l_i = l_i * alpha + beta
-        m_i = m_new
-    acc = acc / l_i[:, None]
-    o_base = o_ptr + b.to(tl.int64) * so_b + h.to(tl.int64) * so_h
-    o_off = (offs_m.to(tl.int64) * so_n)[:, None] + (offs_d * so_d)[None, :]
-    tl.store(o_base + o_off, acc.to(o_ptr.dtype.element_ty), mask=mask)
+    is_q = pid >= NKB
+    if HAS_Q:
+        if is_q:
+            _rotate_rows(q_ptr, qr_ptr, cos_ptr, sin_ptr, sq_b, sq_h, sq_n, sq_d,
+                         sqr_b, sqr_h, sqr_n, b, h, pid - NKB, NQ, NQ, NQ, D, HALF_D,
+                         BLOCK_N, BLOCK_D)
+    if not is_q:
+        _rotate_rows(k_ptr, kr_ptr, cos_ptr, sin_ptr, sk_b, sk_h, sk_n, sk_d,
+                     skr_b, skr_h, skr_n, b, h, pid, NK, NK_ROPE, NQ, D, HALF_D,
+                     BLOCK_N, BLOCK_D)
 
 
 # ---------------------------------------------------------------------------------------------
-# 3) launcher
+# 3) launchers
 # ---------------------------------------------------------------------------------------------
 
 
-def _pick_config(d: int, dtype: torch.dtype):
-    """Pinned tiles per (head-dim class, dtype), sized for Hopper (228 KB shared memory).
-
-    16-bit: d <= 64: 128 x 64 tiles, 4 warps, 3 stages; d <= 128: 128 x 64, 8 warps,
-    2 stages; d = 256 (SAM 2 memory attention): 64 x 64, 8 warps, 2 stages (the fp32
-    accumulator is 64 x 256; q resident as two 64 x 128 halves; ~160 KB shared memory).
-    fp32 (tf32x3 dots): d <= 128: 64 x 32, 4 warps, 2 stages; d = 256: 32 x 32, 8 warps,
-    1 stage (96 KB; 64-row tiles spill or overflow shared memory).
-    Checked by compiling for sm_90 with triton 3.9's ptxas (no GPU): d = 256 bf16 uses
-    254 registers, no spills, 160 KB shared memory.
-    Under the Triton interpreter: 32 x 16 tiles, so that small test shapes exercise several
-    query blocks, key blocks and splits (same code, other constants).
-    """
-    block_dh = max(16, next_pow2(d // 2))
+def _rotate_block_n(d: int) -> int:
+    """Rows per program of the rotation pass: 8192 elements (interpreter: 16 rows)."""
     if interpreter_enabled():
-        return dict(BLOCK_M=32, BLOCK_N=16, BLOCK_DH=block_dh, num_warps=4, num_stages=1)
-    if dtype == torch.float32:
-        if block_dh <= 64:
-            return dict(BLOCK_M=64, BLOCK_N=32, BLOCK_DH=block_dh, num_warps=4, num_stages=2)
-        return dict(BLOCK_M=32, BLOCK_N=32, BLOCK_DH=block_dh, num_warps=8, num_stages=1)
-    if block_dh <= 32:
-        return dict(BLOCK_M=128, BLOCK_N=64, BLOCK_DH=block_dh, num_warps=4, num_stages=3)
-    if block_dh <= 64:
-        return dict(BLOCK_M=128, BLOCK_N=64, BLOCK_DH=block_dh, num_warps=8, num_stages=2)
-    return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_DH=block_dh, num_warps=8, num_stages=2)
+        return 16
+    return max(16, 8192 // max(16, next_pow2(d)))
 
 
-_MIN_KB_PER_SPLIT = 8  # at least 8 key blocks per split: the merge must pay off
-_MAX_SPLITS = 16
+def _rope_rotate_launch(k, cos32, sin32, num_exclude, q=None):
+    """Launch the rotation pass (arguments already checked; tables fp32 contiguous, T rows).
+    Rotates ``k`` (row m by table row m % T, the last ``num_exclude`` rows copied) and, when
+    given, ``q`` (row n by table row n; q has T rows). Returns contiguous (B, heads, N, d)
+    tensors of the input dtype: ``k_rot`` or ``(q_rot, k_rot)``."""
+    B, Hh, N, d = k.shape
+    T = cos32.shape[0]
+    kr = torch.empty((B, Hh, N, d), dtype=k.dtype, device=k.device)
+    qr = None if q is None else torch.empty((B, Hh, T, d), dtype=q.dtype, device=q.device)
+    if kr.numel() == 0 and (qr is None or qr.numel() == 0):
+        return kr if q is None else (qr, kr)
+    bn = _rotate_block_n(d)
+    nkb = triton.cdiv(N, bn)
+    nqb = 0 if q is None else triton.cdiv(T, bn)
+    qq, qqr = (k, kr) if q is None else (q, qr)  # unused pointers without q
+    launch(
+        _rope_rotate_kernel, (nkb + nqb, B * Hh),
+        k, kr, qq, qqr, cos32, sin32,
+        *k.stride(), *kr.stride()[:3], *qq.stride(), *qqr.stride()[:3],
+        Hh, N, N - num_exclude, T, d, d // 2, nkb,
+        HAS_Q=q is not None, BLOCK_N=bn, BLOCK_D=max(16, next_pow2(d)), num_warps=4,
+    )
+    return kr if q is None else (qr, kr)
 
 
-def _num_splits(nq_blocks: int, bh: int, nk_blocks: int, device: torch.device) -> int:
-    """Pinned flash-decoding heuristic: aim at >= 2 programs per SM, never split below
-    ``_MIN_KB_PER_SPLIT`` key blocks per split, at most ``_MAX_SPLITS``; 1 off-GPU."""
-    if device.type != "cuda":
-        return 1
-    programs = nq_blocks * bh
-    want = -(-2 * sm_count(device) // programs)
-    cap = max(1, nk_blocks // _MIN_KB_PER_SPLIT)
-    return max(1, min(want, cap, _MAX_SPLITS))
+def _tables32(cos, sin):
+    return cos.to(torch.float32).contiguous(), sin.to(torch.float32).contiguous()
 
 
-def _rope_attention_triton(q, k, v, cos, sin, num_k_exclude_rope, num_splits):
-    """Validate, allocate the output ((B, Nq, heads, d) storage seen as (B, heads, Nq, d)),
-    pick tiles and the key split, launch the flash kernel (and the merge when split)."""
+def _rope_rotate_triton(x, cos, sin, num_exclude):
+    """Validate and run the rotation pass on one tensor."""
+    _check_rotate_args(x, cos, sin, num_exclude, _TRITON_DTYPES)
+    if x.device.type not in ("cuda", "cpu"):
+        raise ValueError(f"x must be on CUDA (or CPU under the interpreter), got {x.device}")
+    cos32, sin32 = _tables32(cos, sin)
+    return _rope_rotate_launch(x, cos32, sin32, num_exclude)
+
+
+def _config_from_ints(block_m, block_n, num_warps, num_stages) -> Optional[FlashConfig]:
+    vals = (block_m, block_n, num_warps, num_stages)
+    if all(v == 0 for v in vals):
+        return None
+    if any(v <= 0 for v in vals):
+        raise ValueError(f"tile config needs four positive ints or all zeros, got {vals}")
+    return FlashConfig(*vals)
+
+
+def _rotate_qk(q, k, cos, sin, num_k_exclude_rope, k_rotated):
+    """Rotated (q, k): one launch for both, or for q alone when the keys are already rotated
+    (or all excluded)."""
+    cos32, sin32 = _tables32(cos, sin)
+    if k_rotated or k.shape[2] == num_k_exclude_rope:
+        return _rope_rotate_launch(q, cos32, sin32, 0), k
+    return _rope_rotate_launch(k, cos32, sin32, num_k_exclude_rope, q=q)
+
+
+def _rope_attention_launch(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated,
+                           config):
+    """Rotate q and the keys (unless ``k_rotated``) in one pass, then run the plain flash
+    kernel (arguments already checked). fp32 on CUDA: SDPA instead of the flash kernel."""
+    qr, kr = _rotate_qk(q, k, cos, sin, num_k_exclude_rope, k_rotated)
+    if not interpreter_enabled() and not gpu_supported(q.dtype):
+        return F.scaled_dot_product_attention(qr, kr, v)
+    return flash_attention_triton(qr, kr, v, config=config, num_splits=num_splits)
+
+
+def _rope_attention_triton(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated,
+                           config=None):
+    """Validate, then rotate the keys and launch the flash kernel (+ the split-K merge)."""
     _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _TRITON_DTYPES)
     if q.device.type not in ("cuda", "cpu"):
         raise ValueError(f"q must be on CUDA (or CPU under the interpreter), got {q.device}")
-    if not isinstance(num_splits, int) or num_splits < 0:
-        raise ValueError(f"num_splits must be an int >= 0 (0 = auto), got {num_splits!r}")
-    B, Hh, Nq, d = q.shape
-    Nk = k.shape[2]
-    # storage (B, Nq, heads, d): _recombine_heads (transpose(1, 2).reshape) is then free
-    out = torch.empty((B, Nq, Hh, d), dtype=q.dtype, device=q.device).transpose(1, 2)
-    cos = cos.to(torch.float32).contiguous()
-    sin = sin.to(torch.float32).contiguous()
-    cfg = _pick_config(d, q.dtype)
-    bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
-    nqb = triton.cdiv(Nq, bm)
-    nkb = triton.cdiv(Nk, bn)
-    splits = num_splits if num_splits > 0 else _num_splits(nqb, B * Hh, nkb, q.device)
-    splits = max(1, min(splits, nkb))
-    kb_per_split = triton.cdiv(nkb, splits)
-    splits = triton.cdiv(nkb, kb_per_split)  # every split gets >= 1 key block
-    common = dict(
-        NUM_HEADS=Hh, NQ=Nq, NK=Nk, NK_ROPE=Nk - num_k_exclude_rope, HALF_D=d // 2,
-        KB_PER_SPLIT=kb_per_split, qk_scale=math.log2(math.e) / math.sqrt(d),
-        UPCAST=dot_upcast_needed(q.dtype), DOT_PREC=dot_input_precision(q.dtype), **cfg,
-    )
-    qkv_strides = (*q.stride(), *k.stride(), *v.stride())
-    if splits == 1:
-        launch(
-            _rope_attn_fwd, (nqb, B * Hh, 1),
-            q, k, v, cos, sin, out, out,  # lse pointer unused
-            *qkv_strides, 0, *out.stride(), 0, 0,
-            WRITE_LSE=False, **common,
-        )
-        return out
-    part = torch.empty((splits, B, Hh, Nq, d), dtype=torch.float32, device=q.device)
-    lse = torch.empty((splits, B * Hh, Nq), dtype=torch.float32, device=q.device)
-    launch(
-        _rope_attn_fwd, (nqb, B * Hh, splits),
-        q, k, v, cos, sin, part, lse,
-        *qkv_strides, *part.stride(), *lse.stride()[:2],
-        WRITE_LSE=True, **common,
-    )
-    cm = 32
-    launch(
-        _rope_attn_combine, (triton.cdiv(Nq, cm), B * Hh),
-        part, lse, out,
-        *part.stride()[:4], *lse.stride()[:2], *out.stride(),
-        Hh, Nq, d, splits,
-        BLOCK_M=cm, BLOCK_D=max(16, next_pow2(d)), num_warps=4,
-    )
-    return out
+    if config is not None:
+        check_config(config, q.dtype, q.shape[3])
+    return _rope_attention_launch(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated,
+                                  config)
+
+
+def _rope_attention_rotate_sdpa(q, k, v, cos, sin, num_k_exclude_rope, k_rotated):
+    """impl "rotate_sdpa": the Triton rotation pass for q (and k unless ``k_rotated``), then
+    torch's SDPA on the rotated operands (arguments already checked)."""
+    if torch.compiler.is_compiling():
+        qr = torch.ops.sam2_fast.rope_rotate(q, cos, sin, 0)
+        kr = k if k_rotated else torch.ops.sam2_fast.rope_rotate(k, cos, sin, num_k_exclude_rope)
+    else:
+        qr, kr = _rotate_qk(q, k, cos, sin, num_k_exclude_rope, k_rotated)
+    return F.scaled_dot_product_attention(qr, kr, v)
 
 
 # ---------------------------------------------------------------------------------------------
-# 4) torch.library registration: sam2_fast::rope_attention
+# 4) torch.library registration: sam2_fast::rope_rotate, sam2_fast::rope_attention
 # ---------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("sam2_fast::rope_rotate", mutates_args=())
+def _rope_rotate_op(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                    num_exclude: int) -> torch.Tensor:
+    return _rope_rotate_triton(x, cos, sin, num_exclude)
+
+
+@_rope_rotate_op.register_fake
+def _(x, cos, sin, num_exclude):
+    _check_rotate_args(x, cos, sin, num_exclude, _TRITON_DTYPES)
+    return x.new_empty(x.shape)
 
 
 @torch.library.custom_op("sam2_fast::rope_attention", mutates_args=())
@@ -459,20 +447,71 @@ def _rope_attention_op(
     sin: torch.Tensor,
     num_k_exclude_rope: int,
     num_splits: int,
+    k_rotated: bool,
+    block_m: int,
+    block_n: int,
+    num_warps: int,
+    num_stages: int,
 ) -> torch.Tensor:
-    return _rope_attention_triton(q, k, v, cos, sin, num_k_exclude_rope, num_splits)
+    config = _config_from_ints(block_m, block_n, num_warps, num_stages)
+    return _rope_attention_triton(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated,
+                                  config)
 
 
 @_rope_attention_op.register_fake
-def _(q, k, v, cos, sin, num_k_exclude_rope, num_splits):
+def _(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated, block_m, block_n,
+      num_warps, num_stages):
     _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _TRITON_DTYPES)
     B, Hh, Nq, d = q.shape
     return q.new_empty((B, Nq, Hh, d)).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
-# 5) public op
+# 5) public ops
 # ---------------------------------------------------------------------------------------------
+
+
+def rope_rotate(
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    num_exclude: int = 0,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Rotate rows by the axial RoPE tables, as the memory attention rotates its keys.
+
+    The rotation half of the official ``apply_rotary_enc`` (``sam2/modeling/position_encoding.py``,
+    ``repeat_freqs_k=True``), for keys that a caller wants to rotate once and cache (see
+    :func:`rope_attention` with ``k_rotated=True``).
+
+    Args:
+        x: (B, heads, N, d), fp16 / bf16 / fp32 (fp64 on the torch backend), any strides.
+        cos, sin: (T, d // 2) float tables (:func:`axial_rope_tables`), T = the query grid.
+        num_exclude: the last rows that stay unrotated (object pointers).
+        backend: "auto" | "triton" | "torch". "auto" runs the reference: this pass has no
+            measurement of its own yet (:func:`~.profile.choose_unmeasured`); a caller that runs
+            the Triton attention passes ``backend="triton"``.
+
+    Maths: row m < N - num_exclude is rotated with table row m % T (pairs (2i, 2i+1) in fp32,
+    rounded to x's dtype); the last num_exclude rows are copied. Because every memory frame
+    has exactly T rows, rotating each frame on its own gives the same rows as rotating the
+    concatenated bank.
+
+    Returns: (B, heads, N, d) contiguous, x's dtype (a new tensor).
+
+    Raises:
+        ValueError: bad shapes / dtypes / devices, N - num_exclude not a multiple of T.
+        RuntimeError: ``backend="triton"`` where Triton cannot run.
+    """
+    _check_rotate_args(x, cos, sin, num_exclude, _REF_DTYPES)
+    if backend == "triton":
+        _check_rotate_args(x, cos, sin, num_exclude, _TRITON_DTYPES)  # fp64: reference only
+    if choose_unmeasured(backend, x.device) == "torch" or x.dtype == torch.float64:
+        return rope_rotate_reference(x, cos, sin, num_exclude).contiguous()
+    if torch.compiler.is_compiling():
+        return torch.ops.sam2_fast.rope_rotate(x, cos, sin, num_exclude)
+    return _rope_rotate_triton(x, cos, sin, num_exclude)
 
 
 def rope_attention(
@@ -483,10 +522,13 @@ def rope_attention(
     sin: torch.Tensor,
     num_k_exclude_rope: int = 0,
     *,
+    k_rotated: bool = False,
     num_splits: int = 0,
+    config: Optional[FlashConfig] = None,
     backend: str = "auto",
+    profile=None,
 ) -> torch.Tensor:
-    """Attention with the SAM 2 axial rotary encoding fused in (flash attention).
+    """Attention with the SAM 2 axial rotary encoding (flash attention on the GPU).
 
     Replaces the core of the official ``RoPEAttention.forward``
     (``sam2/modeling/sam/transformer.py``: ``apply_rotary_enc`` of
@@ -495,31 +537,75 @@ def rope_attention(
 
     Args:
         q: (B, heads, Nq, d); k, v: (B, heads, Nk, d); one dtype (fp16 / bf16 / fp32; fp64 on
-            the torch backend), one device, any strides. B = objects. d even (any even d;
-            tiles are masked to a power of two).
+            the torch backend), one device, any strides. B = objects. d even, <= 256 on Triton.
         cos, sin: (Nq, d//2) float (fp32 from :func:`axial_rope_tables`).
         num_k_exclude_rope: the last keys that are not rotated (object pointers); the other
             ``Nk - num_k_exclude_rope`` keys must be a multiple of Nq (key m uses table row
             m % Nq: the official ``rope_k_repeat``).
-        num_splits: keys split over this many programs, merged after (0 = pinned heuristic
-            from the shape and the GPU's SM count; 1 off-GPU). Triton backend only.
-        backend: "auto" | "triton" | "torch".
+        k_rotated: the keys are **already rotated** -- the entry point for keys cached across
+            frames. Contract: row m < Nk - num_k_exclude_rope of ``k`` equals
+            :func:`rope_rotate` ``(k_raw, cos, sin, num_k_exclude_rope)`` [m] (rotating each
+            memory frame's Nq rows on its own with ``rope_rotate(k_frame, cos, sin)`` gives the
+            same rows, so a memory bank may rotate a frame's keys once when the frame enters
+            and concatenate them, pointers last and unrotated, on every call); the projection
+            and rotation of k are then skipped. Since ``k_proj`` is linear, a bank can also
+            split ``k_proj(mem + pos + tpos[t]) = k_proj(mem + pos) + W tpos[t]`` and add the
+            rotated per-frame temporal term ``rope_rotate(W tpos[t] broadcast over the grid)``,
+            a weight-only table (equal up to the rounding of that sum). q is always rotated
+            here.
+        num_splits: Triton only: keys split over this many programs and merged after (0 = the
+            profile's choice, else :func:`~._flash.auto_splits`).
+        config: Triton only: explicit tiles (a shipped :class:`~._flash.FlashConfig`);
+            default: the profile's, else the default for (dtype, d).
+        backend: "auto" | "triton" | "torch". "auto" follows ``profile`` / the built-in table
+            (:mod:`.profile`; on an H200 without a profile: torch).
+        profile: a :class:`~.profile.KernelProfile` or None.
 
     Maths: pairs (2i, 2i+1) of q and of the rotated keys are rotated in fp32 by (cos, sin)
     and rounded to the input dtype; ``out = softmax(q' k'^T / sqrt(d)) v``; v never rotated.
 
-    Returns: (B, heads, Nq, d) in q's dtype. On the triton backend its storage is
+    Triton on CUDA with fp32 inputs runs the rotation pass + SDPA (the flash kernel's fp32 tiles
+    spill registers on sm_90, see :mod:`._flash`); under the interpreter fp32 runs the kernel.
+
+    Returns: (B, heads, Nq, d) in q's dtype. On the triton implementation its storage is
     (B, Nq, heads, d) (a transposed view), so ``out.transpose(1, 2).reshape(B, Nq, -1)`` is
-    free; the torch backend returns SDPA's contiguous layout.
+    free; torch / SDPA return SDPA's layout.
 
     Raises:
         ValueError: wrong shapes / dtypes / devices (message names the argument), odd d,
-            bad num_k_exclude_rope, rotated keys not a multiple of Nq.
+            bad num_k_exclude_rope, rotated keys not a multiple of Nq, a config that is not
+            shipped.
         RuntimeError: ``backend="triton"`` where Triton cannot run.
     """
-    if not isinstance(q, torch.Tensor):
-        raise ValueError(f"q must be a torch.Tensor, got {type(q).__name__}")
-    if resolve_backend(backend, q.device) == "torch":
-        return rope_attention_reference(q, k, v, cos, sin, num_k_exclude_rope)
-    _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _TRITON_DTYPES)
-    return torch.ops.sam2_fast.rope_attention(q, k, v, cos, sin, num_k_exclude_rope, num_splits)
+    _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _REF_DTYPES)
+    B, Hh, Nq, d = q.shape
+    Nk = k.shape[2]
+    if q.dtype == torch.float64:  # the reference only
+        if backend == "triton":
+            _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _TRITON_DTYPES)  # raises
+        choice_impl = "torch"
+        choice = None
+    else:
+        choice = choose("rope_attention", backend, q.device, profile,
+                        lambda: rope_bucket(q.dtype, Nq, Nk, B * Hh))
+        choice_impl = choice.impl
+    if choice_impl == "torch":
+        excl = Nk if k_rotated else num_k_exclude_rope
+        return rope_attention_reference(q, k, v, cos, sin, excl)
+    if choice_impl == "triton" and not interpreter_enabled() and not gpu_supported(q.dtype):
+        choice_impl = "rotate_sdpa"  # fp32 on the GPU: no spill-free flash config (_flash)
+    if choice_impl == "rotate_sdpa":
+        return _rope_attention_rotate_sdpa(q, k, v, cos, sin, num_k_exclude_rope, k_rotated)
+    cfg = config if config is not None else choice.config
+    splits = num_splits if num_splits > 0 else choice.splits
+    if config is not None:
+        check_config(config, q.dtype, d)
+    if d > 256:
+        raise ValueError(f"q head dim {d} > 256: the Triton kernel supports d <= 256")
+    if torch.compiler.is_compiling():
+        c = (cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages) if cfg else (0, 0, 0, 0)
+        return torch.ops.sam2_fast.rope_attention(q, k, v, cos, sin, num_k_exclude_rope, splits,
+                                                  k_rotated, *c)
+    if q.device.type not in ("cuda", "cpu"):
+        raise ValueError(f"q must be on CUDA (or CPU under the interpreter), got {q.device}")
+    return _rope_attention_launch(q, k, v, cos, sin, num_k_exclude_rope, splits, k_rotated, cfg)

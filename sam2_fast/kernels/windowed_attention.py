@@ -6,6 +6,17 @@ that happens between the block's ``attn.qkv`` Linear and its ``attn.proj`` Linea
 ``do_pool`` of q (``nn.MaxPool2d(q_stride)``), ``F.scaled_dot_product_attention`` per head,
 and ``window_unpartition`` (with the pooled window, cropped to the pooled shortcut shape).
 
+GPU design: one program per (image, window, head, query tile) reads its q/k/v rows straight
+from the qkv tensor by index arithmetic (the padded tokens are the qkv bias), pools q in
+registers and runs the shared online-softmax step of :mod:`._flash`. The global-attention
+blocks (window 0, no q pooling) are plain attention over strided (B, heads, H*W, head_dim)
+views of qkv and run the shared flash kernel (:func:`~._flash.flash_attention_triton`).
+
+Which implementation ``backend="auto"`` runs per block shape is decided by the runtime profile /
+built-in table (:mod:`.profile`): on an H200 without a profile the Triton window kernel runs
+the shapes where it was measured faster than torch, torch all others (the global blocks
+included).
+
 Design card order: reference -> Triton kernel -> launcher -> torch.library op -> public op.
 """
 
@@ -22,8 +33,10 @@ from ._backend import (
     interpreter_enabled,
     launch,
     next_pow2,
-    resolve_backend,
 )
+from ._flash import (FlashConfig, attend_block, check_config, flash_attention_triton,
+                     gpu_supported)
+from .profile import choose, windowed_bucket
 
 triton, tl = import_triton()
 
@@ -246,14 +259,7 @@ def _windowed_attn_fwd(
         if UPCAST:
             k = k.to(tl.float32)
             v = v.to(tl.float32)
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
-        s = tl.where(n_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-        m_i = m_new
+        m_i, l_i, acc = attend_block(q, k, v, m_i, l_i, acc, qk_scale, n_ok, True, DOT_PREC)
 
     acc = acc / l_i[:, None]
     orow = wh * QWH + qr
@@ -273,17 +279,20 @@ def _windowed_attn_fwd(
 # ---------------------------------------------------------------------------------------------
 
 
-def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool, dtype: torch.dtype):
+def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool, dtype: torch.dtype,
+                 q_stride: int = 1):
     """Pinned tile table per shape class (no autotuning), sized for Hopper shared memory.
 
     16-bit inputs:
     * global attention (thousands of tokens): BLOCK_M 128 (64 if head_dim > 128), BLOCK_N 64,
       8 warps, 2 stages.
     * windows (<= 256 tokens): BLOCK_M / BLOCK_N = next power of two of the window's query /
-      key counts, capped at 64, at least 16 (tl.dot minimum); 2 stages; 8 warps for
-      64 x 128 (q x head) tiles, else 4.
-    fp32 inputs (tf32x3 dots, see ``dot_input_precision``): BLOCK_M <= 64, BLOCK_N <= 32,
-    4 warps, 1 stage.
+      key counts, capped at 64, at least 16 (tl.dot minimum; BLOCK_M <= 32 for pooled q with a
+      head_dim not a multiple of 16); 2 stages; 8 warps for 64 x 128 (q x head) tiles and for
+      64 x 64 tiles over more than 128 keys, else 4 (the AOT test: no register spills).
+    fp32 inputs (tf32x3 dots, see ``dot_input_precision``; three products per tile, the
+    register hog): 16 x 16 tiles (32 x 16 for head_dim <= 64), 8 warps, 2 stages -- the largest
+    without register spills on sm_90 (AOT test; 64 x 32 at 4 warps spilled).
     BLOCK_D is head_dim rounded up to a power of two (masked).
     Under the Triton interpreter: BLOCK_M <= 32, BLOCK_N = 16, so that small test shapes
     exercise several query and key blocks (same code, other constants).
@@ -293,24 +302,51 @@ def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool, dtype
         bm = min(32, max(16, next_pow2(num_q)))
         return dict(BLOCK_M=bm, BLOCK_N=16, BLOCK_D=block_d, num_warps=4, num_stages=1)
     if dtype == torch.float32:
-        bm = 64 if global_attn else min(64, max(16, next_pow2(num_q)))
-        bn = 32 if global_attn else min(32, max(16, next_pow2(num_k)))
-        return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, num_warps=4, num_stages=1)
+        bm = min(16 if head_dim > 64 else 32, max(16, next_pow2(num_q)))
+        return dict(BLOCK_M=bm, BLOCK_N=16, BLOCK_D=block_d, num_warps=8, num_stages=2)
     if global_attn:
         bm = 128 if block_d <= 128 else 64
         return dict(BLOCK_M=bm, BLOCK_N=64, BLOCK_D=block_d, num_warps=8, num_stages=2)
     bm = min(64, max(16, next_pow2(num_q)))
     bn = min(64, max(16, next_pow2(num_k)))
-    warps = 8 if bm * block_d >= 64 * 128 else 4  # 64 x 128: 190 registers at 8 warps, 250 at 4
-    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, num_warps=warps, num_stages=2)
+    if q_stride > 1 and head_dim % 16:
+        bm = min(bm, 32)  # pooled q with unaligned head columns (large, d 72): 64 rows spilled
+    # 64 x 128 (q x head): 190 registers at 8 warps, 250 at 4; 64 x 64 with 14 x 14 windows
+    # (base_plus stage 3/4) spilled at 4 warps
+    big = bm * block_d >= 64 * 128 or (bm * block_d >= 64 * 64 and num_k > 128)
+    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, num_warps=8 if big else 4,
+                num_stages=2)
 
 
-def _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride):
-    """Validate, allocate the (B, H//s, W//s, C) output and launch the kernel."""
-    _check_windowed_args(qkv, qkv_bias, num_heads, window_size, q_stride, _TRITON_DTYPES)
-    if qkv.device.type != "cuda" and qkv.device.type != "cpu":
-        raise ValueError(f"qkv must be on CUDA (or CPU under the interpreter), got {qkv.device}")
+def _global_views(qkv: torch.Tensor, num_heads: int):
+    """(q, k, v) as strided (B, heads, H*W, head_dim) views of qkv, or None when the token grid
+    cannot be flattened by strides (rows not evenly spaced)."""
     B, H, W, C3 = qkv.shape
+    s_b, s_h, s_w, s_c = qkv.stride()
+    if H > 1 and s_h != W * s_w:
+        return None
+    C = C3 // 3
+    D = C // num_heads
+    size = (B, num_heads, H * W, D)
+    stride = (s_b, D * s_c, s_w, s_c)
+    off = qkv.storage_offset()
+    return tuple(qkv.as_strided(size, stride, off + i * C * s_c) for i in range(3))
+
+
+def _windowed_attention_launch(qkv, qkv_bias, num_heads, window_size, q_stride, config=None):
+    """Allocate the (B, H//s, W//s, C) output and launch (arguments already checked): global
+    blocks without pooling on the shared flash kernel, all others on the window kernel."""
+    B, H, W, C3 = qkv.shape
+    flash_ok = interpreter_enabled() or gpu_supported(qkv.dtype)  # fp32 on a GPU: window kernel
+    if window_size == 0 and q_stride == 1 and qkv.numel() > 0 and flash_ok:
+        views = _global_views(qkv, num_heads)
+        if views is not None:
+            q, k, v = views
+            C = C3 // 3
+            out = torch.empty((B, H, W, C), dtype=qkv.dtype, device=qkv.device)
+            o = out.view(B, H * W, num_heads, C // num_heads).transpose(1, 2)
+            flash_attention_triton(q, k, v, config=config, out=o)
+            return out
     C = C3 // 3
     D = C // num_heads
     ws, s = window_size, q_stride
@@ -323,7 +359,7 @@ def _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride):
     else:
         _, _, nwh, nww, qws = _out_grid(H, W, ws, s)
         WH, WW, QWH, QWW, NWW, NW = ws, ws, qws, qws, nww, nwh * nww
-    cfg = _pick_config(QWH * QWW, WH * WW, D, ws == 0, qkv.dtype)
+    cfg = _pick_config(QWH * QWW, WH * WW, D, ws == 0, qkv.dtype, s)
     nqb = triton.cdiv(QWH * QWW, cfg["BLOCK_M"])
     bias = qkv_bias.contiguous() if qkv_bias is not None else qkv  # dummy pointer if None
     grid = (B * NW * num_heads * nqb,)
@@ -343,6 +379,16 @@ def _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride):
     return out
 
 
+def _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride, config=None):
+    """Validate, allocate the (B, H//s, W//s, C) output and launch."""
+    _check_windowed_args(qkv, qkv_bias, num_heads, window_size, q_stride, _TRITON_DTYPES)
+    if qkv.device.type != "cuda" and qkv.device.type != "cpu":
+        raise ValueError(f"qkv must be on CUDA (or CPU under the interpreter), got {qkv.device}")
+    if config is not None:
+        check_config(config, qkv.dtype, qkv.shape[-1] // 3 // num_heads)
+    return _windowed_attention_launch(qkv, qkv_bias, num_heads, window_size, q_stride, config)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4) torch.library registration: sam2_fast::windowed_attention
 # ---------------------------------------------------------------------------------------------
@@ -355,12 +401,19 @@ def _windowed_attention_op(
     num_heads: int,
     window_size: int,
     q_stride: int,
+    block_m: int = 0,
+    block_n: int = 0,
+    num_warps: int = 0,
+    num_stages: int = 0,
 ) -> torch.Tensor:
-    return _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride)
+    cfg = (block_m, block_n, num_warps, num_stages)
+    config = FlashConfig(*cfg) if all(c > 0 for c in cfg) else None
+    return _windowed_attention_triton(qkv, qkv_bias, num_heads, window_size, q_stride, config)
 
 
 @_windowed_attention_op.register_fake
-def _(qkv, qkv_bias, num_heads, window_size, q_stride):
+def _(qkv, qkv_bias, num_heads, window_size, q_stride, block_m=0, block_n=0, num_warps=0,
+      num_stages=0):
     _check_windowed_args(qkv, qkv_bias, num_heads, window_size, q_stride, _TRITON_DTYPES)
     B, H, W, C3 = qkv.shape
     return qkv.new_empty((B, H // q_stride, W // q_stride, C3 // 3))
@@ -379,6 +432,7 @@ def windowed_attention(
     q_stride: int = 1,
     *,
     backend: str = "auto",
+    profile=None,
 ) -> torch.Tensor:
     """Hiera window attention with optional q max-pooling, fused (no pad/partition copies).
 
@@ -392,11 +446,14 @@ def windowed_attention(
             Any strides (e.g. a slice of a bigger tensor).
         qkv_bias: (3*C,) or None, any float dtype, same device: the qkv Linear bias (padded
             tokens, which the official zero-pads before the Linear, carry q/k/v = bias).
-        num_heads: heads (head_dim = C // num_heads; any head_dim, masked to a power of two).
+        num_heads: heads (head_dim = C // num_heads; any head_dim, masked to a power of two;
+            <= 256 for the global blocks on Triton).
         window_size: ws > 0 windows (H, W padded up to multiples of ws), 0 = global.
         q_stride: s >= 1; q is max-pooled s x s (floor, per channel) inside each padded
             window (whole grid when ws == 0); queries per window (ws//s)^2, keys ws^2.
-        backend: "auto" | "triton" | "torch" (see :mod:`sam2_fast.kernels._backend`).
+        backend: "auto" | "triton" | "torch". "auto" follows ``profile`` / the built-in table
+            per block shape (:mod:`.profile`); torch off CUDA.
+        profile: a :class:`~.profile.KernelProfile` or None.
 
     Maths: per window and head ``softmax(pool_s(Q) K^T / sqrt(head_dim)) V``; the output is
     un-partitioned with window ws//s and cropped to (H//s, W//s).
@@ -409,11 +466,22 @@ def windowed_attention(
             whose un-partitioned grid is smaller than (H//s, W//s).
         RuntimeError: ``backend="triton"`` where Triton cannot run.
     """
-    if not isinstance(qkv, torch.Tensor):
-        raise ValueError(f"qkv must be a torch.Tensor, got {type(qkv).__name__}")
-    if resolve_backend(backend, qkv.device) == "torch":
+    _check_windowed_args(qkv, qkv_bias, num_heads, window_size, q_stride, _REF_DTYPES)
+    if qkv.dtype == torch.float64:
+        if backend == "triton":  # the reference only: the message names the dtype
+            _check_windowed_args(qkv, qkv_bias, num_heads, window_size, q_stride, _TRITON_DTYPES)
         return windowed_attention_reference(qkv, qkv_bias, num_heads, window_size, q_stride)
-    _check_windowed_args(qkv, qkv_bias, num_heads, window_size, q_stride, _TRITON_DTYPES)
-    return torch.ops.sam2_fast.windowed_attention(
-        qkv, qkv_bias, num_heads, window_size, q_stride
-    )
+    B, H, W, C3 = qkv.shape
+    choice = choose("windowed_attention", backend, qkv.device, profile,
+                    lambda: windowed_bucket(qkv.dtype, H, W, C3 // 3, num_heads, window_size,
+                                            q_stride))
+    if choice.impl == "torch":
+        return windowed_attention_reference(qkv, qkv_bias, num_heads, window_size, q_stride)
+    cfg = choice.config
+    if torch.compiler.is_compiling():
+        c = (cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages) if cfg else (0, 0, 0, 0)
+        return torch.ops.sam2_fast.windowed_attention(
+            qkv, qkv_bias, num_heads, window_size, q_stride, *c)
+    if qkv.device.type != "cuda" and qkv.device.type != "cpu":
+        raise ValueError(f"qkv must be on CUDA (or CPU under the interpreter), got {qkv.device}")
+    return _windowed_attention_launch(qkv, qkv_bias, num_heads, window_size, q_stride, cfg)

@@ -45,11 +45,13 @@ class MultiScaleAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim_out * 3)
         self.proj = nn.Linear(dim_out, dim_out)
         self.backend = "auto"
+        self.kernel_profile = None  # a kernels.KernelProfile (set by build_sam2), or None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(x)
         out = kernels.windowed_attention(qkv, self.qkv.bias, self.num_heads, self.window_size,
-                                         self.q_stride, backend=self.backend)
+                                         self.q_stride, backend=self.backend,
+                                         profile=self.kernel_profile)
         return self.proj(out)
 
 

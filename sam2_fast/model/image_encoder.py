@@ -17,8 +17,9 @@ class FpnNeck(nn.Module):
 
     Lateral 1x1 convs (``convs.N.conv``, N=0 for the coarsest level) project every trunk level
     to ``d_model``; on ``fpn_top_down_levels`` the coarser output is upsampled 2x (nearest) and
-    added (:func:`sam2_fast.kernels.fpn_upsample_add`). Levels dropped by ``scalp`` still feed
-    the top-down path but get no position encoding.
+    added (:func:`sam2_fast.kernels.fpn_lateral_upsample_add`: the conv and the add, torch or
+    Triton per the kernel profile). Levels dropped by ``scalp`` still feed the top-down path but
+    get no position encoding.
 
     forward(xs: list of (B, C_i, H_i, W_i), finest first) -> (features, pos), each a list of
     (B, d_model, H_i, W_i), finest first, ``scalp`` coarsest levels removed.
@@ -38,6 +39,7 @@ class FpnNeck(nn.Module):
         self.fpn_top_down_levels = list(fpn_top_down_levels)
         self.scalp = scalp
         self.backend = "auto"
+        self.kernel_profile = None  # a kernels.KernelProfile (set by build_sam2), or None
 
     def forward(self, xs: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         n = len(self.convs) - 1
@@ -46,11 +48,14 @@ class FpnNeck(nn.Module):
         out: List[torch.Tensor] = [None] * (n + 1)  # type: ignore[list-item]
         prev = None
         for i in range(n, -1, -1):
-            lateral = self.convs[n - i](xs[i])
             if i in self.fpn_top_down_levels and prev is not None:
-                prev = kernels.fpn_upsample_add(lateral, prev, backend=self.backend)
+                # lateral 1x1 conv + top-down add: torch, conv + Triton add, or one fused kernel
+                conv = self.convs[n - i].conv
+                prev = kernels.fpn_lateral_upsample_add(xs[i], conv.weight, conv.bias, prev,
+                                                        backend=self.backend,
+                                                        profile=self.kernel_profile)
             else:
-                prev = lateral
+                prev = self.convs[n - i](xs[i])
             out[i] = prev
         keep = n + 1 - self.scalp
         feats = out[:keep]

@@ -52,6 +52,7 @@ class RoPEAttention(Attention):
         self.feat_sizes = (int(feat_sizes[0]), int(feat_sizes[1]))  # (end_x = W, end_y = H)
         self.head_dim = self.internal_dim // num_heads
         self.backend = "auto"
+        self.kernel_profile = None  # a kernels.KernelProfile (set by build_sam2), or None
         self._tables: Dict[Tuple[int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _grid(self, nq: int, feat_hw: Optional[Tuple[int, int]]) -> Tuple[int, int]:
@@ -99,7 +100,8 @@ class RoPEAttention(Attention):
         qh = self.separate_heads(self.q_proj(q))
         kh = self.separate_heads(self.k_proj(k))
         vh = self.separate_heads(self.v_proj(v))
-        out = rope_attention(qh, kh, vh, cos, sin, num_k_exclude_rope, backend=self.backend)
+        out = rope_attention(qh, kh, vh, cos, sin, num_k_exclude_rope, backend=self.backend,
+                             profile=self.kernel_profile)
         return self.out_proj(self.recombine_heads(out))
 
 
