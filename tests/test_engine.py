@@ -352,3 +352,23 @@ def test_parity_stride_2_offline_and_streaming(tmp_path, frames):
     # the stream keeps the strided frames the next steps read, not just the last six
     kept = sorted(f for f, e in state.groups[0].non_cond.items() if e.maskmem_features is not None)
     assert kept == [6, 8, 10, 12, 14, 15]
+
+
+def test_first_layer_self_attention_once_for_all_objects(model):
+    """Objects of one frame share the first layer's self-attention (their queries are the same
+    frame broadcast): computed for one row, equal to computing it for every row."""
+    ma = model.memory_attention
+    hw, B = (S // 16) ** 2, 3
+    curr = torch.randn(hw, 1, 256).expand(hw, B, 256)
+    pos = torch.randn(hw, 1, 256).expand(hw, B, 256)
+    mem = torch.randn(2 * hw + 8, B, 64)
+    mpos = torch.randn(2 * hw + 8, B, 64)
+    seen = []
+    hook = ma.layers[0].self_attn.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
+    with torch.inference_mode():
+        shared = ma(curr, mem, pos, mpos, num_obj_ptr_tokens=8, feat_hw=(S // 16, S // 16))
+        full = ma(curr.contiguous(), mem, pos.contiguous(), mpos, num_obj_ptr_tokens=8,
+                  feat_hw=(S // 16, S // 16))
+    hook.remove()
+    assert seen == [1, B]
+    assert_close_rel(shared, full, "module", what="shared first-layer self-attention")

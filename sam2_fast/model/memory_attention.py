@@ -137,9 +137,21 @@ class MemoryAttentionLayer(nn.Module):
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, pos: Optional[torch.Tensor] = None,
                 query_pos: Optional[torch.Tensor] = None, num_k_exclude_rope: int = 0,
                 feat_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        tgt = self.self_block(tgt, query_pos, feat_hw)
+        return self.cross_block(tgt, memory, pos, query_pos, num_k_exclude_rope, feat_hw)
+
+    def self_block(self, tgt: torch.Tensor, query_pos: Optional[torch.Tensor] = None,
+                   feat_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """The pre-norm self-attention half: (B, Nq, d_model) -> (B, Nq, d_model)."""
         x = self.norm1(tgt)
         qk = x + query_pos if (self.pos_enc_at_attn and query_pos is not None) else x
-        tgt = tgt + self.self_attn(qk, qk, x, feat_hw=feat_hw)
+        return tgt + self.self_attn(qk, qk, x, feat_hw=feat_hw)
+
+    def cross_block(self, tgt: torch.Tensor, memory: torch.Tensor,
+                    pos: Optional[torch.Tensor] = None, query_pos: Optional[torch.Tensor] = None,
+                    num_k_exclude_rope: int = 0,
+                    feat_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """The cross-attention to the memory and the FFN: (B, Nq, d_model) -> same."""
         x = self.norm2(tgt)
         q = x + query_pos if (self.pos_enc_at_cross_attn_queries and query_pos is not None) else x
         k = memory + pos if (self.pos_enc_at_cross_attn_keys and pos is not None) else memory
@@ -220,6 +232,15 @@ class MemoryAttention(nn.Module):
                 f"MemoryAttention: batch of curr ({curr.shape[1]}) != batch of memory "
                 f"({memory.shape[1]})"
             )
+        B = curr.shape[1]
+        # several objects on one frame: ``curr`` is that frame's features broadcast over the
+        # objects (stride 0), so the first layer's self-attention, which sees only the frame,
+        # is computed once and broadcast
+        shared = (B > 1 and curr.stride(1) == 0
+                  and (curr_pos is None or curr_pos.stride(1) == 0))
+        if shared:
+            curr = curr[:, :1]
+            curr_pos = curr_pos[:, :1] if curr_pos is not None else None
         out = curr
         if self.pos_enc_at_input and curr_pos is not None:
             out = out + 0.1 * curr_pos
@@ -227,7 +248,13 @@ class MemoryAttention(nn.Module):
         qpos = curr_pos.transpose(0, 1) if curr_pos is not None else None
         mem = memory.transpose(0, 1)
         mpos = memory_pos.transpose(0, 1) if memory_pos is not None else None
-        for layer in self.layers:
-            out = layer(out, mem, pos=mpos, query_pos=qpos,
-                        num_k_exclude_rope=num_obj_ptr_tokens, feat_hw=feat_hw)
+        for i, layer in enumerate(self.layers):
+            if i == 0 and shared:
+                out = layer.self_block(out, qpos, feat_hw).expand(B, -1, -1)
+                qpos = qpos.expand(B, -1, -1) if qpos is not None else None
+                out = layer.cross_block(out, mem, pos=mpos, query_pos=qpos,
+                                        num_k_exclude_rope=num_obj_ptr_tokens, feat_hw=feat_hw)
+            else:
+                out = layer(out, mem, pos=mpos, query_pos=qpos,
+                            num_k_exclude_rope=num_obj_ptr_tokens, feat_hw=feat_hw)
         return self.norm(out).transpose(0, 1)
