@@ -22,6 +22,10 @@ once with :func:`sam2_fast.checkpoint.randomize_`, loaded by each provider's own
   ``backend="auto"`` with the built-in kernel table (``SAM2_FAST_PROFILE=none``).
 * ``sam2_fast_tuned``    -- the same with the runtime profile written by ``sam2-fast tune``
   (``--profile PATH``; skipped without one).
+* ``sam2_fast_eager``    -- ``sam2_fast`` with ``cuda_graphs=False`` (not in the default list):
+  what the CUDA-graph replay of the image encoder and the steady-state step is worth. The
+  other sam2_fast rows report the graph counts and the capture time (``graphs``; capture is
+  part of ``first_call_overhead_s``, not of the FPS).
 
 Also ``--profile-run SIZE``: one propagation of sam2_fast (tuned when a profile is given) over
 ``--profile-frames`` frames under ``torch.profiler``; the top 10 CUDA kernels by self time (and
@@ -66,8 +70,9 @@ import torch  # noqa: E402
 import common  # noqa: E402
 
 SIZES = ("tiny", "small", "base_plus", "large")
-PROVIDERS = ("official", "official_compiled", "sam2_fast", "sam2_fast_tuned")
-FAST = ("sam2_fast", "sam2_fast_tuned")
+PROVIDERS = ("official", "official_compiled", "sam2_fast", "sam2_fast_tuned", "sam2_fast_eager")
+DEFAULT_PROVIDERS = ("official", "official_compiled", "sam2_fast", "sam2_fast_tuned")
+FAST = ("sam2_fast", "sam2_fast_tuned", "sam2_fast_eager")
 GFLOP_PER_FRAME = {"tiny": 913.0, "small": 981.0, "base_plus": 1268.0, "large": 2444.0}
 CLICK = (210.0, 350.0)
 _CHILDREN: List[subprocess.Popen] = []  # live child process groups, ended on SIGTERM
@@ -193,9 +198,10 @@ def build_fast_video(size, ckpt, device, args, provider="sam2_fast"):
     except ImportError:
         from sam2_fast import build_sam2_video_predictor  # type: ignore[attr-defined]
     with kernel_profile_env(provider, args):
+        kw = {"cuda_graphs": False} if provider == "sam2_fast_eager" else {}
         return build_sam2_video_predictor(config_name(size, args.version), ckpt, device=device,
                                           dtype=args.fast_dtype, image_size=args.image_size,
-                                          backend=args.backend)
+                                          backend=args.backend, **kw)
 
 
 def official_autocast(device):
@@ -277,6 +283,10 @@ def run_video(provider: str, size: str, n_obj: int, frames_dir: Path, ckpt: Path
                fps=n_frames / mean_s, fps_median=n_frames / med_s,
                first_call_overhead_s=(t2 - t1) + times[0] - med_s,
                peak_mem_gib=mem_peak_gib(device, base))
+    graphs = getattr(getattr(pred, "core", None), "graphs", None)
+    if graphs is not None:
+        row["graphs"] = {k: (round(v, 3) if isinstance(v, float) else v)
+                         for k, v in graphs.stats.items()}
     if size in GFLOP_PER_FRAME and args.image_size == 1024 and ceilings:
         floor_fps = ceilings["matmul_tflops"] * 1e3 / GFLOP_PER_FRAME[size]
         row.update(floor_fps=floor_fps, floor_fraction=row["fps"] / floor_fps)
@@ -535,7 +545,8 @@ def main(argv=None) -> int:
                    help="sizes that run official_compiled (each a child process)")
     p.add_argument("--image-sizes", default=None, help="sizes timed with the image predictor "
                    "(default: --sizes; '' for none)")
-    p.add_argument("--providers", default=",".join(PROVIDERS))
+    p.add_argument("--providers", default=",".join(DEFAULT_PROVIDERS),
+                   help=f"comma list of {PROVIDERS}")
     p.add_argument("--skip-compile", action="store_true", help="no official_compiled")
     p.add_argument("--compile-timeout", type=float, default=300.0)
     p.add_argument("--compile-cap", choices=("none", "aten-gemm"), default="none")
