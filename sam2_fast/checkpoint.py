@@ -11,8 +11,9 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -84,24 +85,123 @@ def load_state_dict(path: PathLike) -> StateDict:
     return sd
 
 
-def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: PathLike) -> Path:
-    """Write a state dict in the official layout: ``.pt`` as ``{"model": sd}``, or
-    ``.safetensors`` with the same keys. Writes to a temporary file, then renames, so a
-    failure never leaves a half-written checkpoint. Raises CheckpointError on other suffixes."""
-    path = Path(path)
-    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    tmp = path.with_name(path.name + ".partial")
-    suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth"):
-        torch.save({"model": sd}, str(tmp))
-    elif suffix == ".safetensors":
-        from safetensors.torch import save_file
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+META_KEY = "sam2_fast"  # extra top-level key of our .pt files / prefix of our safetensors metadata
 
-        save_file(sd, str(tmp))
-    else:
-        raise CheckpointError(f"unknown checkpoint format {path.suffix!r}; use .pt or .safetensors")
-    tmp.replace(path)
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: PathLike,
+                    meta: Optional[Mapping[str, object]] = None) -> Path:
+    """Write a state dict in the official layout: ``.pt`` as ``{"model": sd}`` (plus
+    ``{"sam2_fast": meta}`` when ``meta`` is given; the official loader reads only ``"model"``),
+    or ``.safetensors`` with the same keys and ``sam2_fast.<key>`` header metadata. Written to
+    a temporary file and renamed, so a failure never leaves a half-written checkpoint.
+
+    Raises:
+        CheckpointError: a suffix other than .pt/.pth/.safetensors.
+        OSError: the file cannot be written.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CHECKPOINT_SUFFIXES:
+        raise CheckpointError(f"unknown checkpoint format {path.name!r}: use .pt or .safetensors")
+    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            md = {f"{META_KEY}.{k}": ("true" if v is True else str(v)) for k, v in (meta or {}).items()}
+            save_file(sd, str(tmp), metadata=md or None)
+        else:
+            obj = {"model": sd}
+            if meta:
+                obj[META_KEY] = dict(meta)
+            torch.save(obj, str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+@dataclass
+class CheckpointInfo:
+    """What :func:`inspect_checkpoint` finds without loading tensor data.
+
+    Attributes:
+        path: the file; format: ``"pt"`` or ``"safetensors"``; num_bytes: its size;
+        shapes: ``{key: (shape, dtype name)}``; meta: sam2_fast metadata (``random_weights``,
+        ``seed``, ``config``) or ``{}``.
+    """
+
+    path: Path
+    format: str
+    num_bytes: int
+    shapes: Dict[str, Tuple[Tuple[int, ...], str]]
+    meta: Dict[str, object]
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.meta.get("random_weights"))
+
+    def detect_config(self) -> Sam2Config:
+        """:func:`detect_config` from the shapes alone. Raises CheckpointError like it."""
+        fake = {k: torch.empty(s, device="meta") for k, (s, _) in self.shapes.items()}
+        return detect_config(fake)
+
+
+def _dtype_name(d) -> str:
+    s = str(d).replace("torch.", "")
+    return {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
+            "I64": "int64", "I32": "int32"}.get(s, s)
+
+
+def inspect_checkpoint(path: PathLike) -> CheckpointInfo:
+    """Keys, shapes, dtypes and sam2_fast metadata of a checkpoint, reading only headers
+    (``torch.load(mmap=True)`` / ``safetensors.safe_open``).
+
+    Raises:
+        CheckpointError: missing, truncated, corrupt or not a state dict (the message of
+            :func:`load_state_dict`).
+    """
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}" + (" (a folder)" if path.is_dir() else ""))
+    with open(path, "rb") as f:
+        is_zip = f.read(2) == b"PK"
+    shapes: Dict[str, Tuple[Tuple[int, ...], str]] = {}
+    meta: Dict[str, object] = {}
+    try:
+        if is_zip or path.suffix.lower() in (".pt", ".pth"):
+            fmt = "pt"
+            obj = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
+            sd = obj.get("model", obj) if isinstance(obj, dict) else None
+            if isinstance(obj, dict) and isinstance(obj.get(META_KEY), dict):
+                meta = dict(obj[META_KEY])
+            if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+                raise ValueError("not a state dict")
+            shapes = {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in sd.items()}
+        else:
+            fmt = "safetensors"
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                for k in f.keys():
+                    sl = f.get_slice(k)
+                    shapes[k] = (tuple(sl.get_shape()), _dtype_name(sl.get_dtype()))
+                md = f.metadata() or {}
+            if md.get(f"{META_KEY}.random_weights") == "true":
+                meta = {"random_weights": True, "seed": int(md.get(f"{META_KEY}.seed", 0)),
+                        "config": md.get(f"{META_KEY}.config")}
+            if not shapes:
+                raise ValueError("empty")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError):
+        load_state_dict(path)  # raises the readable CheckpointError
+        raise CheckpointError(f"cannot read checkpoint {path}")
+    return CheckpointInfo(path, fmt, path.stat().st_size, shapes, meta)
 
 
 _BLOCK_RE = re.compile(r"^image_encoder\.trunk\.blocks\.(\d+)\.")

@@ -29,11 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pickle
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +37,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .io import av_errors
+from .checkpoint import CHECKPOINT_SUFFIXES, CheckpointInfo, inspect_checkpoint
+from .checkpoint import save_state_dict as save_checkpoint
+from .io.sources import VideoSource, open_video, read_frames  # noqa: F401 - public via the CLI module
+from .io.staging import Staging
+from .io.staging import check_output_file as _check_output_file
 
 PROG = "sam2-fast"
 EXIT_BAD_INPUT = 2
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
-_META_KEY = "sam2_fast"  # extra top-level key of our .pt files / safetensors metadata prefix
 
 
 class CliError(Exception):
@@ -288,119 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ============================================================================ checkpoints
-@dataclass
-class CheckpointInfo:
-    """What :func:`inspect_checkpoint` finds without loading tensor data."""
-
-    path: Path
-    format: str
-    num_bytes: int
-    shapes: Dict[str, Tuple[Tuple[int, ...], str]]
-    meta: Dict[str, object]
-
-    @property
-    def random_weights(self) -> bool:
-        return bool(self.meta.get("random_weights"))
-
-
-def _dtype_name(d) -> str:
-    s = str(d).replace("torch.", "")
-    return {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
-            "I64": "int64", "I32": "int32"}.get(s, s)
-
-
-def inspect_checkpoint(path: os.PathLike) -> CheckpointInfo:
-    """Keys, shapes, dtypes and sam2_fast metadata of a checkpoint, reading only headers
-    (``torch.load(mmap=True)`` / ``safetensors.safe_open``).
-
-    Raises:
-        CheckpointError: missing, truncated, corrupt or not a state dict (the message of
-            :func:`sam2_fast.checkpoint.load_state_dict`).
-    """
-    import torch
-
-    from safetensors import SafetensorError
-
-    from .checkpoint import CheckpointError, load_state_dict
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}" + (" (a folder)" if path.is_dir() else ""))
-    with open(path, "rb") as f:
-        is_zip = f.read(2) == b"PK"
-    shapes: Dict[str, Tuple[Tuple[int, ...], str]] = {}
-    meta: Dict[str, object] = {}
-    try:
-        if is_zip or path.suffix.lower() in (".pt", ".pth"):
-            fmt = "pt"
-            obj = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
-            sd = obj.get("model", obj) if isinstance(obj, dict) else None
-            if isinstance(obj, dict) and isinstance(obj.get(_META_KEY), dict):
-                meta = dict(obj[_META_KEY])
-            if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-                raise ValueError("not a state dict")
-            shapes = {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in sd.items()}
-        else:
-            fmt = "safetensors"
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                for k in f.keys():
-                    sl = f.get_slice(k)
-                    shapes[k] = (tuple(sl.get_shape()), _dtype_name(sl.get_dtype()))
-                md = f.metadata() or {}
-            if md.get(f"{_META_KEY}.random_weights") == "true":
-                meta = {"random_weights": True, "seed": int(md.get(f"{_META_KEY}.seed", 0)),
-                        "config": md.get(f"{_META_KEY}.config")}
-            if not shapes:
-                raise ValueError("empty")
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError):
-        load_state_dict(path)  # raises the readable CheckpointError
-        raise CheckpointError(f"cannot read checkpoint {path}")
-    return CheckpointInfo(path, fmt, path.stat().st_size, shapes, meta)
-
-
-def _detect(info: CheckpointInfo):
-    import torch
-
-    from .checkpoint import detect_config
-
-    fake = {k: torch.empty(s, device="meta") for k, (s, _) in info.shapes.items()}
-    return detect_config(fake)
-
-
-def save_checkpoint(state_dict, path: os.PathLike, meta: Optional[Dict[str, object]] = None) -> Path:
-    """Write a state dict in the official layout with optional sam2_fast metadata: ``.pt`` as
-    ``{"model": sd, "sam2_fast": meta}`` (the official loader reads only ``"model"``), or
-    ``.safetensors`` with the same keys and ``sam2_fast.*`` header metadata. Written to a temp
-    file and renamed. Raises CliError for other suffixes, OSError when it cannot be written."""
-    import torch
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in CHECKPOINT_SUFFIXES:
-        raise CliError(f"unknown checkpoint format {path.name!r}: use .pt or .safetensors")
-    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            md = {f"{_META_KEY}.{k}": ("true" if v is True else str(v)) for k, v in (meta or {}).items()}
-            save_file(sd, str(tmp), metadata=md or None)
-        else:
-            obj = {"model": sd}
-            if meta:
-                obj[_META_KEY] = dict(meta)
-            torch.save(obj, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _resolve_checkpoint(args) -> Path:
     from . import hub
 
@@ -433,7 +318,7 @@ def _model_plan(args, ckpt: Path) -> Tuple[object, Optional[CheckpointInfo]]:
     if args.config:
         cfg = get_config(args.config)
     elif info is not None:
-        cfg = _detect(info)
+        cfg = info.detect_config()
     else:
         from . import hub
 
@@ -471,167 +356,6 @@ def _device_plan(args, cfg) -> List[Tuple[str, object]]:
                               f"(256, {s // 16}, {s // 16})"),
         ("low-res masks", f"({s // 4}, {s // 4}) logits per object"),
     ]
-
-
-# ============================================================================ staging outputs
-class Staging:
-    """A hidden folder next to the output folder collecting all outputs of one run; on
-    :meth:`commit` its files move into the output folder (and extra targets such as the
-    overlay move to their own paths); on :meth:`discard` everything is deleted.
-
-    Raises CliError when the output location cannot be created or written.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        if out_dir.exists() and not out_dir.is_dir():
-            raise CliError(f"cannot write to output directory {out_dir}: it is a file")
-        parent = out_dir.absolute().parent
-        probe = parent
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir():
-            raise CliError(f"cannot write to output directory {out_dir}: {probe} is not a folder")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-        except OSError as e:
-            raise CliError(f"cannot write to output directory {out_dir}: {e.strerror or e}") from None
-        self.extra: Dict[str, Path] = {}
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
-    def add_extra(self, target: Path) -> Path:
-        """Stage a file whose final place is ``target`` (outside the output folder perhaps)."""
-        name = f"_extra{len(self.extra)}{target.suffix}"
-        self.extra[name] = target
-        return self.dir / name
-
-    def commit(self) -> None:
-        extras = {self.dir / n: t for n, t in self.extra.items()}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for f in sorted(self.dir.iterdir()):
-            if f in extras:
-                continue
-            os.replace(f, self.out_dir / f.name)
-        for f, target in extras.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(f), str(target))
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _check_output_file(path: Path, what: str) -> None:
-    if path.is_dir():
-        raise CliError(f"{what} {path} is a folder")
-    parent = path.absolute().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise CliError(f"cannot write {what} {path}: {probe} is not a writable folder")
-
-
-# ============================================================================ video input
-@dataclass
-class VideoSource:
-    """A video: its frames can be read by index range."""
-
-    path: Path
-    kind: str  # "folder" | "file"
-    num_frames: int
-    width: int
-    height: int
-    fps: Optional[float]
-    frame_files: Optional[List[str]] = None
-
-    def frame_name(self, idx: int) -> str:
-        if self.frame_files is not None:
-            return os.path.splitext(os.path.basename(self.frame_files[idx]))[0]
-        return f"{idx:05d}"
-
-
-def open_video(path_str: str) -> VideoSource:
-    """Probe a video folder or file (frame count, size, fps) without decoding it all.
-    Raises CliError for a missing/empty folder or an unreadable file."""
-    from PIL import Image
-
-    from .io.frames import list_frame_files
-
-    path = Path(path_str)
-    if path.is_dir():
-        try:
-            files = list_frame_files(path)
-        except ValueError as e:
-            raise CliError(str(e)) from None
-        try:
-            with Image.open(files[0]) as im:
-                w, h = im.size
-        except (OSError, ValueError) as e:
-            raise CliError(f"cannot read video frame {files[0]}: {e}") from None
-        return VideoSource(path, "folder", len(files), w, h, None, files)
-    if not path.exists():
-        raise CliError(f"video not found: {path}")
-    if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
-        raise CliError(f"{path} is a single image: pass the folder of frames (or use `{PROG} image`)")
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise CliError(f"cannot read video {path}: no video stream")
-            st = c.streams.video[0]
-            n = int(st.frames)
-            if n <= 0:  # container without a frame count: count the packets (no decoding)
-                n = sum(1 for pkt in c.demux(st) if pkt.size)
-            if n <= 0:
-                raise CliError(f"cannot read video {path}: no frames")
-            rate = st.average_rate or st.guessed_rate
-            w, h = st.codec_context.width, st.codec_context.height
-            if not w or not h:
-                raise CliError(f"cannot read video {path}: no frame size")
-    except CliError:
-        raise
-    except av_errors() as e:
-        raise CliError(f"cannot read video {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    return VideoSource(path, "file", n, int(w), int(h), float(rate) if rate else None)
-
-
-def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray]:
-    """RGB uint8 frames lo..hi (inclusive; None = to the end) of a video. Raises CliError for
-    unreadable frames, or frames of differing sizes."""
-    from PIL import Image
-
-    frames: List[np.ndarray] = []
-    if src.kind == "folder":
-        hi = src.num_frames - 1 if hi is None else hi
-        for f in src.frame_files[lo:hi + 1]:
-            try:
-                with Image.open(f) as im:
-                    frames.append(np.asarray(im.convert("RGB")))
-            except (OSError, ValueError) as e:
-                raise CliError(f"cannot read video frame {f}: {e}") from None
-    else:
-        import av
-
-        try:
-            with av.open(str(src.path)) as c:
-                for i, fr in enumerate(c.decode(video=0)):
-                    if i < lo:
-                        continue
-                    frames.append(fr.to_ndarray(format="rgb24"))
-                    if hi is not None and i >= hi:
-                        break
-        except av_errors() as e:
-            raise CliError(f"cannot decode video {src.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    for i, f in enumerate(frames):
-        if f.shape[:2] != (src.height, src.width):
-            raise CliError(f"video frame {lo + i} is {f.shape[1]}x{f.shape[0]}, frame 0 is "
-                           f"{src.width}x{src.height}")
-    return frames
 
 
 def _processing_range(n: int, start: int, max_frames: Optional[int], reverse: bool) -> Tuple[int, int]:
@@ -936,7 +660,7 @@ def cmd_info(args) -> int:
             return 0
     info = inspect_checkpoint(path)
     try:
-        cfg = _detect(info)
+        cfg = info.detect_config()
         variant, version, name = cfg.variant, cfg.version, cfg.name
     except CheckpointError as e:
         variant = version = name = None
