@@ -186,8 +186,9 @@ def build_sam2(config_file: Union[None, str, Sam2Config] = None, ckpt_path: Opti
                     detected = detect_config(sd).name
                 except CheckpointError:
                     detected = "not a published SAM 2 model"
+                hint = "; omit the config to detect it" if detected != "not a published SAM 2 model" else ""
                 raise CheckpointError(f"{Path(str(checkpoint)).name}: config {cfg.name} does not match "
-                                      f"the checkpoint (detected: {detected}). {e}") from None
+                                      f"the checkpoint (detected: {detected}{hint}). {e}") from None
             raise
         model.load_state_dict(sd, strict=True)
     if device is None:
