@@ -101,7 +101,7 @@ def load_image(path: Union[str, os.PathLike], apply_exif: bool = True) -> Tuple[
             img = ImageOps.exif_transpose(im) if apply_exif and orientation != 1 else im.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
-    return np.asarray(to_rgb(img, path)), orientation
+    return np.array(to_rgb(img, path)), orientation  # a writable copy
 
 
 def image_size(path: Union[str, os.PathLike], apply_exif: bool = True) -> Tuple[int, int, int]:
