@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -74,7 +75,13 @@ class Terminated(BaseException):
 
 # ============================================================================ argument parsing
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block) and exit code 2."""
+    """argparse with one-line errors (no usage block) and exit code 2; values that start with a
+    negative number (``--box -2.5,4,83,40``) are values, not options (argparse < 3.13 only
+    recognises plain numbers such as ``-2.5``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str):  # noqa: D401 - argparse API
         sub = self.prog[len(PROG):].strip()
