@@ -88,7 +88,10 @@ def open_video(path_str: str, apply_orientation: bool = True) -> VideoSource:
     path = Path(path_str)
     if path.is_dir():
         files = list_frame_files(path)
-        w, h, orientation = image_size(files[0], apply_orientation)
+        try:
+            w, h, orientation = image_size(files[0], apply_orientation)
+        except ValueError as e:
+            raise ValueError(str(e).replace("cannot read image", "cannot read video frame", 1)) from None
         return VideoSource(path, "folder", len(files), w, h, None, files, apply_orientation, orientation)
     if not path.exists():
         raise ValueError(f"video not found: {path}")
