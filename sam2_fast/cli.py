@@ -55,7 +55,7 @@ from .checkpoint import save_state_dict as save_checkpoint
 from .io.sources import VideoSource, open_video, read_frames  # noqa: F401 - public via the CLI module
 from .io.staging import Staging
 from .io.staging import check_output_file as _check_output_file
-from .prompts import check_boxes, check_points, clip_boxes
+from .prompts import check_boxes, check_points, command_line_rules
 
 PROG = "sam2-fast"
 EXIT_BAD_INPUT = 2
@@ -151,14 +151,14 @@ def _int_field(text: str, what: str, spec: str, lo: int, hi: Optional[int] = Non
 @dataclass
 class VideoPrompt:
     """Prompts of one object on one frame (pixel coordinates of the video). ``box_given`` is
-    the box as typed when :func:`apply_frame_rules` clipped it to the frame."""
+    the box as typed when :func:`sam2_fast.prompts.command_line_rules` clipped it."""
 
     obj_id: int
     frame: int
     points: List[Tuple[float, float]] = field(default_factory=list)
     labels: List[int] = field(default_factory=list)
     box: Optional[Tuple[float, float, float, float]] = None
-    box_given: Optional[Tuple[float, float, float, float]] = None
+    box_given: Optional[Tuple[float, float, float, float]] = None  # as typed, when clipped
 
 
 def parse_point(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optional[int], Tuple[float, float], int]:
@@ -194,31 +194,6 @@ def parse_box(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optional[
     box = tuple(_numbers(parts[-1], 4, "--box", spec))
     check_boxes(box, name=f"--box {spec!r}")  # NaN/inf, X1 >= X0, Y1 >= Y0 (sam2_fast.prompts)
     return obj, frame, box
-
-
-def apply_frame_rules(points: List[Tuple[float, float]], labels: List[int],
-                      boxes: List[Tuple[float, ...]], width: int, height: int, where: str = ""
-                      ) -> Tuple[List[Tuple[float, ...]], List[Optional[Tuple[float, ...]]]]:
-    """The command line's prompt rules once the frame size is known (:mod:`sam2_fast.prompts`,
-    strict mode): a click outside the frame is an error; a box crossing the border is clipped to
-    the frame.
-
-    Returns:
-        (boxes as used, the boxes as given where they were clipped, else None).
-
-    Raises:
-        ValueError: a click outside the frame, a box entirely outside it.
-    """
-    if points:
-        check_points(np.array(points), np.array(labels), frame_size=(height, width), strict=True,
-                     points_name=f"--point{where}")
-    used, given = [], []
-    if boxes:
-        clipped, changed = clip_boxes(np.array(boxes, dtype=np.float64), (height, width), f"--box{where}")
-        for b, c, ch in zip(boxes, clipped, changed):
-            used.append(tuple(float(v) for v in c) if ch else tuple(b))
-            given.append(tuple(b) if ch else None)
-    return used, given
 
 
 def group_video_prompts(points: Sequence[str], boxes: Sequence[str]) -> List[VideoPrompt]:
@@ -527,8 +502,8 @@ def cmd_video(args) -> int:
         raise CliError(f"{bad} {need_hi} is past the end: the video has {src.num_frames} frames "
                        f"(0..{src.num_frames - 1})")
     for p in prompts:
-        used, given = apply_frame_rules(p.points, p.labels, [p.box] if p.box else [], src.width,
-                                        src.height, f" of object {p.obj_id} on frame {p.frame}")
+        used, given = command_line_rules(p.points, p.labels, [p.box] if p.box else [], (src.height, src.width),
+                                         f" of object {p.obj_id} on frame {p.frame}")
         if used and given[0] is not None:
             p.box, p.box_given = used[0], given[0]
             _warn(f"--box of object {p.obj_id} on frame {p.frame} {list(given[0])} crosses the border "
@@ -686,7 +661,7 @@ def cmd_image(args) -> int:
     if not path.is_file():
         raise CliError(f"image not found: {path}")
     w, h, orientation = image_size(path, apply_exif=not args.raw_orientation)
-    boxes, given = apply_frame_rules(pts, lbs, boxes, w, h)
+    boxes, given = command_line_rules(pts, lbs, boxes, (h, w))
     for b, g in zip(boxes, given):
         if g is not None:
             _warn(f"--box {list(g)} crosses the border of the {w}x{h} image: clipped to {list(b)}")

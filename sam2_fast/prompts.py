@@ -16,7 +16,7 @@ The rules (each entry point calls the function named in brackets):
   pokes a few pixels out (x0 = -2.5, x1 = W + 3) is common. ``strict=True`` (the one strictness
   flag) refuses them; the command line is strict for clicks (a click outside the frame is more
   likely a typo than intent) and clips boxes to the frame with :func:`clip_boxes`, recording
-  that it did so.
+  that it did so (:func:`command_line_rules`).
 * **No boxes.** An empty (0, 4) box array (a detector that found nothing) gives an empty result
   in the image predictor (:func:`image_prompts` marks it); the video and stream APIs take one
   box per object and raise a ValueError naming ``box``.
@@ -215,6 +215,36 @@ def clip_boxes(boxes: np.ndarray, frame_size: Tuple[float, float], name: str = "
     return c.astype(np.float32), (c != b).any(axis=1)
 
 
+def command_line_rules(points: Sequence[Sequence[float]], labels: Sequence[int],
+                       boxes: Sequence[Sequence[float]], frame_size: Tuple[int, int], where: str = ""
+                       ) -> Tuple[list, list]:
+    """The command line's policy once the frame size is known (``sam2-fast image``/``video``;
+    also right for other file-driven jobs): strict for clicks (:func:`check_points` with
+    ``strict=True``), boxes crossing the border clipped (:func:`clip_boxes`).
+
+    Args:
+        points: [(x, y), ...] pixels; labels: their labels; boxes: [(x0, y0, x1, y1), ...].
+        frame_size: (H, W) pixels; where: appended to ``--point``/``--box`` in messages.
+
+    Returns:
+        (boxes as used, the boxes as given where they were clipped, else None), as tuples.
+
+    Raises:
+        ValueError: a click outside the frame, a box entirely outside it, NaN/inf, bad labels.
+    """
+    if len(points):
+        check_points(np.asarray(points, dtype=np.float64), np.asarray(labels), frame_size=frame_size,
+                     strict=True, points_name=f"--point{where}")
+    used, given = [], []
+    if len(boxes):
+        b = check_boxes(np.asarray(boxes, dtype=np.float64), many=True, name=f"--box{where}")
+        clipped, changed = clip_boxes(b.astype(np.float64), frame_size, f"--box{where}")
+        for orig, c, ch in zip(boxes, clipped, changed):
+            used.append(tuple(float(v) for v in c) if ch else tuple(orig))
+            given.append(tuple(orig) if ch else None)
+    return used, given
+
+
 @dataclass
 class ImagePrompts:
     """Checked prompts of the image predictor, still in the caller's units.
@@ -392,4 +422,5 @@ def stream_prompt(obj_id, prompt, frame_size: Tuple[int, int], model_size: int):
 
 
 __all__ = ["VALID_LABELS", "ImagePrompts", "check_boxes", "check_inside", "check_mask",
-           "check_points", "clip_boxes", "image_prompts", "stream_prompt", "video_points_and_box"]
+           "check_points", "clip_boxes", "command_line_rules", "image_prompts", "stream_prompt",
+           "video_points_and_box"]

@@ -92,6 +92,11 @@ def test_rules_unit():
             prompts.clip_boxes(np.array([gone], float), (H, W))
     c, changed = prompts.clip_boxes(np.array([[W, 1, W, 5]], float), (H, W))  # on the border: kept
     assert not changed.any()
+    # the command line's policy in one call (also for other file-driven jobs)
+    used, given = prompts.command_line_rules([(3, 4)], [1], [(-2.5, 3, 83, 40), (1, 1, 5, 5)], (H, W), " here")
+    assert used == [(0.0, 3.0, 80.0, 40.0), (1, 1, 5, 5)] and given == [(-2.5, 3, 83, 40), None]
+    with pytest.raises(ValueError, match=r"--point here \(81, 4\) is outside the 80x48 frame"):
+        prompts.command_line_rules([(81, 4)], [1], [], (H, W), " here")
 
 
 # ============================================================================ image predictor
