@@ -268,6 +268,13 @@ _IMAGE_EXAMPLES = f"""examples:
   {PROG} image street.jpg --model sam2.1_hiera_tiny --box 10,10,300,300 --box 400,200,700,500 --out seg"""
 
 
+def _para(text: str) -> str:
+    """A paragraph wrapped for the raw help formatter (which keeps the examples' line breaks)."""
+    import textwrap
+
+    return textwrap.fill(text, 79)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sam2-fast`` argument parser (argparse; errors exit 2 with one line)."""
     from . import __version__
@@ -285,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("video", help="track objects through a video; write masks and an overlay",
                        formatter_class=fmt, epilog=_VIDEO_EXAMPLES,
-                       description="Track objects through a video (.mp4 or a folder of JPEG/PNG "
-                                   "frames) from point/box prompts; write one DAVIS palette PNG "
-                                   "per frame (object id = palette index) and run.json.")
+                       description=_para("Track objects through a video (.mp4 or a folder of JPEG/PNG "
+                                         "frames) from point/box prompts; write one DAVIS palette PNG "
+                                         "per frame (object id = palette index) and run.json."))
     v.add_argument("video", metavar="VIDEO", nargs="?",
                    help=".mp4 (any PyAV-decodable file) or a folder of frames")
     v.add_argument("--sample", action="store_true",
@@ -316,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("image", help="segment one image from points/boxes", formatter_class=fmt,
                         epilog=_IMAGE_EXAMPLES,
-                        description="Segment one image: mask PNGs, an overlay PNG and result.json "
-                                    "with the IoU predictions and object score.")
+                        description=_para("Segment one image: mask PNGs, an overlay PNG and result.json "
+                                          "with the IoU predictions and object score."))
     im.add_argument("image", metavar="IMAGE", help="an image file (JPEG, PNG, ...)")
     pi = im.add_argument_group("prompts (one of them required)")
     pi.add_argument("--point", action="append", default=[], metavar="X,Y[:LABEL]",
@@ -342,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("checkpoint", help="write an official-format checkpoint with random weights",
                        formatter_class=fmt,
                        epilog=f"example:\n  {PROG} checkpoint --random sam2.1_hiera_tiny random_tiny.pt",
-                       description="Write an official-format checkpoint with random (seeded) "
-                                   "weights, for benchmarks and tests without the real files. "
-                                   "Everything made from it is marked as such.")
+                       description=_para("Write an official-format checkpoint with random (seeded) "
+                                         "weights, for benchmarks and tests without the real files. "
+                                         "Everything made from it is marked as such."))
     k.add_argument("--random", action="store_true", required=True,
                    help="random weights (the only mode)")
     k.add_argument("config", metavar="CONFIG", help="sam2_hiera_tiny ... sam2.1_hiera_large")
