@@ -51,7 +51,7 @@ def bench_offline(model, frames, n_obj: int, warm: int) -> list:
     for i, (x, y) in enumerate(_clicks(n_obj)):
         pred.add_new_points_or_box(state, 0, i + 1, points=[[x, y]], labels=[1])
     times, t0 = [], time.perf_counter()
-    for idx, _, _ in pred.propagate_in_video(state):
+    for idx, _, _ in pred.propagate_in_video(state, progress=False):
         t1 = time.perf_counter()
         times.append((idx, t1 - t0))
         t0 = t1

@@ -32,7 +32,8 @@ class Sam2ImagePrediction:
     dim when several boxes/point sets were given).
 
     Attributes:
-        masks: (C, H, W) bool at the original image size.
+        masks: (C, H, W) bool at the original image size (the official-compatible
+            ``Sam2ImagePredictor.predict`` returns float32 0/1).
         iou_predictions: (C,) float32 predicted IoU of each mask.
         low_res_logits: (C, 4h, 4w) float32 logits (256 x 256 at 1024 px), clamped to [-32, 32].
         object_score_logits: (1,) float32; > 0 means the object is predicted present.
@@ -100,6 +101,7 @@ class Sam2:
         p = self._image_predictor
         p.set_image(image)
         masks, ious, low = p.predict(points, labels, boxes, mask_input, multimask_output=multimask_output)
+        masks = masks > 0.5  # the predictor returns the official float32 0/1; bool here
         obj = p.last_object_score_logits.cpu().numpy()
         obj = obj[0] if obj.shape[0] == 1 else obj
         return Sam2ImagePrediction(masks, ious, low, obj, tuple(p._orig_hw[0]),
@@ -140,9 +142,12 @@ class Sam2:
             frame: (H, W, 3) uint8 RGB ndarray, PIL RGB image, or (H, W, 3) uint8 torch tensor
                 (any device). Every frame of a stream must have the first frame's size.
             prompts: ``{obj_id: {"points": (N, 2) x, y pixels, "labels": (N,) 1/0,
-                "box": (4,) x0, y0, x1, y1 pixels, "mask": (H, W) bool}}`` for new objects (their
-                first prompt) or tracked ones (a correction), optionally with ``"frame_idx"``
-                (must equal ``state.frame_idx``). The first frame needs at least one.
+                "box": (4,) x0, y0, x1, y1 pixels, "mask": (H, W) bool at the frame size (or
+                (S, S))}}`` for new objects (their first prompt) or tracked ones (a correction),
+                optionally with ``"frame_idx"`` (must equal ``state.frame_idx``). The first
+                frame needs at least one. Rules of :mod:`sam2_fast.prompts`: coordinates
+                outside the frame are accepted (as the official video predictor), NaN/inf, an
+                empty box and labels outside (-1, 0, 1, 2, 3) are not.
 
         Returns:
             :class:`Sam2VideoFramePrediction` for every tracked object.
@@ -150,8 +155,7 @@ class Sam2:
         Raises:
             ValueError: a frame of another size (never resized silently), non-RGB or non-uint8
                 input, prompts for a frame already passed or not arrived, an obj_id reused after
-                :meth:`remove_object`, malformed or out-of-frame prompts, no prompt on the first
-                frame. The state is unchanged after an error.
+                :meth:`remove_object`, malformed prompts, no prompt on the first frame. The state is unchanged after an error.
         """
         return self._tracker.step(state, frame, prompts)
 

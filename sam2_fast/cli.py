@@ -2,11 +2,12 @@
 
 Subcommands::
 
-    sam2-fast video VIDEO (--checkpoint CKPT | --model NAME) --point OBJ:FRAME:X,Y[:LABEL] ...
-                    [--box OBJ:FRAME:X0,Y0,X1,Y1 ...] --out DIR [--format png|rle|both]
-                    [--overlay OUT.mp4] [--fps F] [--reverse] [--start-frame N] [--max-frames N]
-    sam2-fast image IMAGE (--checkpoint CKPT | --model NAME) [--point X,Y[:LABEL] ...]
-                    [--box X0,Y0,X1,Y1 ...] [--multimask] --out DIR
+    sam2-fast video (VIDEO | --sample) (--checkpoint CKPT | --model NAME)
+                    (--point OBJ:FRAME:X,Y[:LABEL] | --box OBJ:FRAME:X0,Y0,X1,Y1) ... --out DIR
+                    [--format png|rle|both] [--overlay OUT.mp4] [--fps F] [--reverse]
+                    [--start-frame N] [--max-frames N] [--overwrite] [--raw-orientation]
+    sam2-fast image IMAGE (--checkpoint CKPT | --model NAME) (--point X,Y[:LABEL] | --box X0,Y0,X1,Y1)
+                    ... [--multimask] --out DIR [--overwrite] [--raw-orientation]
     sam2-fast info CKPT|NAME [--json]
     sam2-fast convert IN OUT                 # .pt <-> .safetensors, keys unchanged
     sam2-fast checkpoint --random CONFIG OUT [--seed N]
@@ -16,10 +17,20 @@ Common flags of ``video``/``image``: ``--device cpu|cuda``, ``--dtype float32|bf
 ``--checkpoint``), ``--dry`` (print the resolved config, shapes and device plan; run nothing),
 ``--quiet``.
 
-Bad input (unknown flags, malformed prompts, coordinates outside the frame, a frame past the
-end, a missing/corrupt checkpoint, an unreadable video/image, an unwritable output) exits with
-code 2 and one line on stderr, before any output is written. Outputs are staged in a hidden
-folder next to ``--out`` and moved into place only when the whole run succeeded.
+Bad input (unknown flags, malformed prompts, clicks outside the frame, a frame past the end, a
+missing/corrupt checkpoint or a file that is not one, an unreadable video/image, an existing
+``--out`` without ``--overwrite``, an unwritable output, ``--backend triton`` without CUDA) exits
+with code 2 and one line on stderr, before any output is written. Prompts follow
+:mod:`sam2_fast.prompts` in strict mode: a click outside the frame is an error (likelier a typo
+than intent), a box crossing the border is clipped to the frame and run.json/result.json say so.
+Images and frame folders are turned upright by their EXIF orientation (video files by their
+rotation metadata) unless ``--raw-orientation``; the masks are written in that orientation and
+the JSON records it.
+
+Outputs are staged in a hidden folder next to ``--out`` and become ``--out`` only when the whole
+run succeeded (:mod:`sam2_fast.io.staging`); Ctrl-C (exit 130) and SIGTERM (exit 143, what
+``timeout``, ``kill`` and ``docker stop`` send) remove it and print one line; a folder left by a
+killed run is removed by the next run into the same ``--out``.
 
 The video job mirrors the official ``tools/vos_inference.py`` (palette PNG per frame, object
 id = palette index) driven by prompts like the official video notebook.
@@ -30,10 +41,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
-import shutil
+import re
+import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,22 +51,38 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .io import av_errors
+from .checkpoint import CHECKPOINT_SUFFIXES, CheckpointInfo, inspect_checkpoint
+from .checkpoint import save_state_dict as save_checkpoint
+from .io.sources import VideoSource, open_video, read_frames  # noqa: F401 - public via the CLI module
+from .io.staging import Staging
+from .io.staging import check_output_file as _check_output_file
+from .prompts import check_boxes, check_points, command_line_rules
 
 PROG = "sam2-fast"
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
-_META_KEY = "sam2_fast"  # extra top-level key of our .pt files / safetensors metadata prefix
 
 
 class CliError(Exception):
     """Bad input to the CLI: reported as one line on stderr with exit code 2."""
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so that cleanup (``finally`` blocks)
+    runs as for Ctrl-C; :func:`main` turns it into one line and exit code 143."""
+
+
 # ============================================================================ argument parsing
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block) and exit code 2."""
+    """argparse with one-line errors (no usage block) and exit code 2; values that start with a
+    negative number (``--box -2.5,4,83,40``) are values, not options (argparse < 3.13 only
+    recognises plain numbers such as ``-2.5``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str):  # noqa: D401 - argparse API
         sub = self.prog[len(PROG):].strip()
@@ -109,8 +135,6 @@ def _numbers(text: str, n: int, what: str, spec: str) -> List[float]:
         vals = [float(p) for p in parts]
     except ValueError:
         raise CliError(f"malformed {what} {spec!r}: {text!r} is not numbers") from None
-    if not all(np.isfinite(vals)):
-        raise CliError(f"malformed {what} {spec!r}: coordinates must be finite")
     return vals
 
 
@@ -127,13 +151,15 @@ def _int_field(text: str, what: str, spec: str, lo: int, hi: Optional[int] = Non
 
 @dataclass
 class VideoPrompt:
-    """Prompts of one object on one frame (pixel coordinates of the video)."""
+    """Prompts of one object on one frame (pixel coordinates of the video). ``box_given`` is
+    the box as typed when :func:`sam2_fast.prompts.command_line_rules` clipped it."""
 
     obj_id: int
     frame: int
     points: List[Tuple[float, float]] = field(default_factory=list)
     labels: List[int] = field(default_factory=list)
     box: Optional[Tuple[float, float, float, float]] = None
+    box_given: Optional[Tuple[float, float, float, float]] = None  # as typed, when clipped
 
 
 def parse_point(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optional[int], Tuple[float, float], int]:
@@ -152,12 +178,14 @@ def parse_point(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optiona
         if parts[-1] not in ("0", "1"):
             raise CliError(f"malformed --point {spec!r}: LABEL must be 1 (foreground) or 0 (background)")
         label = int(parts[-1])
+    check_points([[x, y]], [label], points_name=f"--point {spec!r}")  # NaN/inf (sam2_fast.prompts)
     return obj, frame, (x, y), label
 
 
 def parse_box(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optional[int], Tuple[float, ...]]:
     """``OBJ:FRAME:X0,Y0,X1,Y1`` (video) or ``X0,Y0,X1,Y1`` (image) -> (obj, frame, box).
-    Raises CliError when malformed or when x1 < x0 or y1 < y0."""
+    Raises CliError when malformed, ValueError (the rules of :mod:`sam2_fast.prompts`) for
+    NaN/inf or x1 < x0 or y1 < y0."""
     fmt = "OBJ:FRAME:X0,Y0,X1,Y1" if with_obj_frame else "X0,Y0,X1,Y1"
     parts = spec.split(":")
     if len(parts) != (3 if with_obj_frame else 1):
@@ -165,17 +193,8 @@ def parse_box(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optional[
     obj = _int_field(parts[0], "--box", spec, 1, 255) if with_obj_frame else None
     frame = _int_field(parts[1], "--box", spec, 0) if with_obj_frame else None
     box = tuple(_numbers(parts[-1], 4, "--box", spec))
-    if box[2] < box[0] or box[3] < box[1]:
-        raise CliError(f"malformed --box {spec!r}: need X1 >= X0 and Y1 >= Y0")
+    check_boxes(box, name=f"--box {spec!r}")  # NaN/inf, X1 >= X0, Y1 >= Y0 (sam2_fast.prompts)
     return obj, frame, box
-
-
-def _check_inside(xy: Sequence[float], width: int, height: int, what: str) -> None:
-    for i in range(0, len(xy), 2):
-        x, y = xy[i], xy[i + 1]
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise CliError(f"{what} ({x:g}, {y:g}) is outside the {width}x{height} frame "
-                           f"(x in [0, {width}], y in [0, {height}])")
 
 
 def group_video_prompts(points: Sequence[str], boxes: Sequence[str]) -> List[VideoPrompt]:
@@ -212,35 +231,84 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     g.add_argument("--backend", choices=("auto", "triton", "torch"), default="auto",
-                   help="kernel backend (auto: Triton on CUDA, torch elsewhere)")
+                   help="kernel backend (auto: Triton on CUDA, torch elsewhere; triton needs CUDA)")
     g.add_argument("--image-size", type=_image_size_arg, metavar="N",
-                   help="model input side in pixels, a multiple of 32 (default 1024)")
+                   help="model input side in pixels, a multiple of 32 (default 1024; 512 is about "
+                        "4x faster on a CPU, with coarser masks)")
     g.add_argument("--dry", action="store_true",
                    help="print the resolved config, shapes and device plan, then exit")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar / summary")
+
+
+def _add_output_args(p: argparse.ArgumentParser, out_help: str) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (and --overlay file) in one step; "
+                        "without it an existing non-empty --out is refused")
+    g.add_argument("--raw-orientation", action="store_true",
+                   help="keep the stored pixel orientation: ignore the EXIF orientation of images "
+                        "and frames (and the rotation of video files); by default they are turned "
+                        "upright as a viewer shows them and masks are written that way")
+
+
+_VIDEO_EXAMPLES = f"""examples:
+  {PROG} checkpoint --random sam2.1_hiera_tiny random_tiny.pt
+  {PROG} video --sample --checkpoint random_tiny.pt --point 1:0:105,175 --out out
+  {PROG} video clip.mp4 --model sam2.1_hiera_tiny --point 1:0:210,350 --box 2:0:480,180,720,460 \\
+      --out masks --overlay masks/overlay.mp4
+  {PROG} video frames/ --model sam2.1_hiera_tiny --point 1:0:210,350 --point 1:0:300,200:0 \\
+      --image-size 512 --max-frames 50 --out masks --overwrite
+
+A CPU tracks about one frame every 6 s at 1024 px (tiny model, 2 cores); --image-size 512 and
+--max-frames keep a first try short."""
+
+_IMAGE_EXAMPLES = f"""examples:
+  {PROG} image photo.jpg --model sam2.1_hiera_tiny --point 500,375 --out seg
+  {PROG} image photo.jpg --model sam2.1_hiera_tiny --point 500,375 --point 100,100:0 --multimask --out seg
+  {PROG} image street.jpg --model sam2.1_hiera_tiny --box 10,10,300,300 --box 400,200,700,500 --out seg"""
+
+
+def _para(text: str) -> str:
+    """A paragraph wrapped for the raw help formatter (which keeps the examples' line breaks)."""
+    import textwrap
+
+    return textwrap.fill(text, 79)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sam2-fast`` argument parser (argparse; errors exit 2 with one line)."""
     from . import __version__
 
+    fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog=PROG, description="SAM 2 / SAM 2.1 segmentation and video tracking "
-                                            "(sam2_fast runtime).")
+                                            "(sam2_fast runtime).", formatter_class=fmt,
+                     epilog=f"examples:\n  {PROG} video --sample --model sam2.1_hiera_tiny --point 1:0:105,175 "
+                            f"--out out\n  {PROG} image photo.jpg --model sam2.1_hiera_tiny --point 500,375 "
+                            f"--out seg\n  {PROG} info sam2.1_hiera_tiny\n\n"
+                            f"See '{PROG} COMMAND --help' for each command's options and examples.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     v = sub.add_parser("video", help="track objects through a video; write masks and an overlay",
-                       description="Track objects through a video (.mp4 or a folder of JPEG/PNG "
-                                   "frames) from point/box prompts; write one DAVIS palette PNG "
-                                   "per frame (object id = palette index).")
-    v.add_argument("video", metavar="VIDEO", help=".mp4 (any PyAV-decodable file) or a folder of frames")
-    v.add_argument("--point", action="append", default=[], metavar="OBJ:FRAME:X,Y[:LABEL]",
-                   help="click on object OBJ (1..255) at pixel X,Y of frame FRAME; LABEL 1 "
-                        "foreground (default) or 0 background; repeatable")
-    v.add_argument("--box", action="append", default=[], metavar="OBJ:FRAME:X0,Y0,X1,Y1",
-                   help="box around object OBJ on frame FRAME (pixels); repeatable")
-    v.add_argument("--out", required=True, metavar="DIR", help="output folder for the masks")
+                       formatter_class=fmt, epilog=_VIDEO_EXAMPLES,
+                       description=_para("Track objects through a video (.mp4 or a folder of JPEG/PNG "
+                                         "frames) from point/box prompts; write one DAVIS palette PNG "
+                                         "per frame (object id = palette index) and run.json."))
+    v.add_argument("video", metavar="VIDEO", nargs="?",
+                   help=".mp4 (any PyAV-decodable file) or a folder of frames")
+    v.add_argument("--sample", action="store_true",
+                   help="use the sample clip shipped with sam2_fast instead of VIDEO (16 frames "
+                        "of the official 'bedroom' video, 480x270; click the boy at 105,175)")
+    pv = v.add_argument_group("prompts (one of them required)")
+    pv.add_argument("--point", action="append", default=[], metavar="OBJ:FRAME:X,Y[:LABEL]",
+                    help="click on object OBJ (1..255) at pixel X,Y of frame FRAME; LABEL 1 "
+                         "foreground (default) or 0 background; repeatable; must lie in the frame")
+    pv.add_argument("--box", action="append", default=[], metavar="OBJ:FRAME:X0,Y0,X1,Y1",
+                    help="box around object OBJ on frame FRAME (pixels; clipped to the frame); "
+                         "repeatable")
+    _add_output_args(v, "output folder for the masks")
     v.add_argument("--format", choices=("png", "rle", "both"), default="png",
                    help="png: palette PNG per frame (default); rle: COCO-RLE JSON per frame; both")
     v.add_argument("--overlay", metavar="OUT.mp4", help="also write the video with coloured masks")
@@ -254,16 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the preprocessed frames in CPU memory (saves GPU memory)")
     _add_model_args(v)
 
-    im = sub.add_parser("image", help="segment one image from points/boxes",
-                        description="Segment one image: mask PNGs, an overlay PNG and a JSON with "
-                                    "the IoU predictions and object score.")
-    im.add_argument("image", metavar="IMAGE")
-    im.add_argument("--point", action="append", default=[], metavar="X,Y[:LABEL]",
-                    help="click at pixel X,Y; LABEL 1 foreground (default) or 0 background")
-    im.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1",
-                    help="box in pixels; several boxes (without points) segment several objects")
+    im = sub.add_parser("image", help="segment one image from points/boxes", formatter_class=fmt,
+                        epilog=_IMAGE_EXAMPLES,
+                        description=_para("Segment one image: mask PNGs, an overlay PNG and result.json "
+                                          "with the IoU predictions and object score."))
+    im.add_argument("image", metavar="IMAGE", help="an image file (JPEG, PNG, ...)")
+    pi = im.add_argument_group("prompts (one of them required)")
+    pi.add_argument("--point", action="append", default=[], metavar="X,Y[:LABEL]",
+                    help="click at pixel X,Y; LABEL 1 foreground (default) or 0 background; "
+                         "must lie in the image")
+    pi.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1",
+                    help="box in pixels (clipped to the image); several boxes (without points) "
+                         "segment several objects")
     im.add_argument("--multimask", action="store_true", help="3 candidate masks per object")
-    im.add_argument("--out", required=True, metavar="DIR")
+    _add_output_args(im, "output folder")
     _add_model_args(im)
 
     i = sub.add_parser("info", help="describe a checkpoint (variant, version, parameters, dtype)")
@@ -276,9 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dst", metavar="OUT")
 
     k = sub.add_parser("checkpoint", help="write an official-format checkpoint with random weights",
-                       description="Write an official-format checkpoint with random (seeded) "
-                                   "weights, for benchmarks and tests without the real files. "
-                                   "Everything made from it is marked as such.")
+                       formatter_class=fmt,
+                       epilog=f"example:\n  {PROG} checkpoint --random sam2.1_hiera_tiny random_tiny.pt",
+                       description=_para("Write an official-format checkpoint with random (seeded) "
+                                         "weights, for benchmarks and tests without the real files. "
+                                         "Everything made from it is marked as such."))
     k.add_argument("--random", action="store_true", required=True,
                    help="random weights (the only mode)")
     k.add_argument("config", metavar="CONFIG", help="sam2_hiera_tiny ... sam2.1_hiera_large")
@@ -317,119 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ============================================================================ checkpoints
-@dataclass
-class CheckpointInfo:
-    """What :func:`inspect_checkpoint` finds without loading tensor data."""
-
-    path: Path
-    format: str
-    num_bytes: int
-    shapes: Dict[str, Tuple[Tuple[int, ...], str]]
-    meta: Dict[str, object]
-
-    @property
-    def random_weights(self) -> bool:
-        return bool(self.meta.get("random_weights"))
-
-
-def _dtype_name(d) -> str:
-    s = str(d).replace("torch.", "")
-    return {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
-            "I64": "int64", "I32": "int32"}.get(s, s)
-
-
-def inspect_checkpoint(path: os.PathLike) -> CheckpointInfo:
-    """Keys, shapes, dtypes and sam2_fast metadata of a checkpoint, reading only headers
-    (``torch.load(mmap=True)`` / ``safetensors.safe_open``).
-
-    Raises:
-        CheckpointError: missing, truncated, corrupt or not a state dict (the message of
-            :func:`sam2_fast.checkpoint.load_state_dict`).
-    """
-    import torch
-
-    from safetensors import SafetensorError
-
-    from .checkpoint import CheckpointError, load_state_dict
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}" + (" (a folder)" if path.is_dir() else ""))
-    with open(path, "rb") as f:
-        is_zip = f.read(2) == b"PK"
-    shapes: Dict[str, Tuple[Tuple[int, ...], str]] = {}
-    meta: Dict[str, object] = {}
-    try:
-        if is_zip or path.suffix.lower() in (".pt", ".pth"):
-            fmt = "pt"
-            obj = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
-            sd = obj.get("model", obj) if isinstance(obj, dict) else None
-            if isinstance(obj, dict) and isinstance(obj.get(_META_KEY), dict):
-                meta = dict(obj[_META_KEY])
-            if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-                raise ValueError("not a state dict")
-            shapes = {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in sd.items()}
-        else:
-            fmt = "safetensors"
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                for k in f.keys():
-                    sl = f.get_slice(k)
-                    shapes[k] = (tuple(sl.get_shape()), _dtype_name(sl.get_dtype()))
-                md = f.metadata() or {}
-            if md.get(f"{_META_KEY}.random_weights") == "true":
-                meta = {"random_weights": True, "seed": int(md.get(f"{_META_KEY}.seed", 0)),
-                        "config": md.get(f"{_META_KEY}.config")}
-            if not shapes:
-                raise ValueError("empty")
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError):
-        load_state_dict(path)  # raises the readable CheckpointError
-        raise CheckpointError(f"cannot read checkpoint {path}")
-    return CheckpointInfo(path, fmt, path.stat().st_size, shapes, meta)
-
-
-def _detect(info: CheckpointInfo):
-    import torch
-
-    from .checkpoint import detect_config
-
-    fake = {k: torch.empty(s, device="meta") for k, (s, _) in info.shapes.items()}
-    return detect_config(fake)
-
-
-def save_checkpoint(state_dict, path: os.PathLike, meta: Optional[Dict[str, object]] = None) -> Path:
-    """Write a state dict in the official layout with optional sam2_fast metadata: ``.pt`` as
-    ``{"model": sd, "sam2_fast": meta}`` (the official loader reads only ``"model"``), or
-    ``.safetensors`` with the same keys and ``sam2_fast.*`` header metadata. Written to a temp
-    file and renamed. Raises CliError for other suffixes, OSError when it cannot be written."""
-    import torch
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in CHECKPOINT_SUFFIXES:
-        raise CliError(f"unknown checkpoint format {path.name!r}: use .pt or .safetensors")
-    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            md = {f"{_META_KEY}.{k}": ("true" if v is True else str(v)) for k, v in (meta or {}).items()}
-            save_file(sd, str(tmp), metadata=md or None)
-        else:
-            obj = {"model": sd}
-            if meta:
-                obj[_META_KEY] = dict(meta)
-            torch.save(obj, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _resolve_checkpoint(args) -> Path:
     from . import hub
 
@@ -441,6 +402,8 @@ def _resolve_checkpoint(args) -> Path:
     if not args.checkpoint:
         raise CliError("give --checkpoint CKPT (alias --weights) or --model NAME")
     p = Path(args.checkpoint)
+    if p.is_dir():
+        raise CliError(f"checkpoint {p} is a folder: pass the .pt or .safetensors file")
     if not p.is_file():
         raise CliError(f"checkpoint not found: {p}")
     return p
@@ -454,6 +417,20 @@ def _device(args) -> str:
     return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _backend(args) -> str:
+    """The kernel backend that will actually run (``"triton"`` or ``"torch"``); CliError when
+    ``--backend triton`` cannot run here."""
+    import torch
+
+    from .kernels._backend import resolve_backend
+
+    dev = _device(args)
+    try:
+        return resolve_backend(args.backend, torch.device(dev))
+    except RuntimeError as e:
+        raise CliError(f"--backend {args.backend}: {e}; use --backend auto or torch") from None
+
+
 def _model_plan(args, ckpt: Path) -> Tuple[object, Optional[CheckpointInfo]]:
     """(config at the requested image size, checkpoint info or None when not yet downloaded)."""
     from .config import get_config
@@ -462,7 +439,7 @@ def _model_plan(args, ckpt: Path) -> Tuple[object, Optional[CheckpointInfo]]:
     if args.config:
         cfg = get_config(args.config)
     elif info is not None:
-        cfg = _detect(info)
+        cfg = info.detect_config()
     else:
         from . import hub
 
@@ -483,12 +460,8 @@ def _print_plan(lines: List[Tuple[str, object]]) -> None:
 
 
 def _device_plan(args, cfg) -> List[Tuple[str, object]]:
-    import torch
-
-    from .kernels._backend import resolve_backend
-
     dev = _device(args)
-    backend = resolve_backend(args.backend, torch.device(dev))
+    backend = _backend(args)
     s = cfg.image_size
     return [
         ("config", f"{cfg.name} (SAM {cfg.version}, {cfg.variant})"),
@@ -502,165 +475,20 @@ def _device_plan(args, cfg) -> List[Tuple[str, object]]:
     ]
 
 
-# ============================================================================ staging outputs
-class Staging:
-    """A hidden folder next to the output folder collecting all outputs of one run; on
-    :meth:`commit` its files move into the output folder (and extra targets such as the
-    overlay move to their own paths); on :meth:`discard` everything is deleted.
-
-    Raises CliError when the output location cannot be created or written.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        if out_dir.exists() and not out_dir.is_dir():
-            raise CliError(f"cannot write to output directory {out_dir}: it is a file")
-        parent = out_dir.absolute().parent
-        probe = parent
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir():
-            raise CliError(f"cannot write to output directory {out_dir}: {probe} is not a folder")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-        except OSError as e:
-            raise CliError(f"cannot write to output directory {out_dir}: {e.strerror or e}") from None
-        self.extra: Dict[str, Path] = {}
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
-    def add_extra(self, target: Path) -> Path:
-        """Stage a file whose final place is ``target`` (outside the output folder perhaps)."""
-        name = f"_extra{len(self.extra)}{target.suffix}"
-        self.extra[name] = target
-        return self.dir / name
-
-    def commit(self) -> None:
-        extras = {self.dir / n: t for n, t in self.extra.items()}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for f in sorted(self.dir.iterdir()):
-            if f in extras:
-                continue
-            os.replace(f, self.out_dir / f.name)
-        for f, target in extras.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(f), str(target))
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+def _staging(args, out_dir: Path) -> Staging:
+    staging = Staging(out_dir, overwrite=args.overwrite)
+    for p in staging.removed_stale:
+        _warn(f"removed {p}, left by an interrupted run")
+    return staging
 
 
-def _check_output_file(path: Path, what: str) -> None:
-    if path.is_dir():
-        raise CliError(f"{what} {path} is a folder")
-    parent = path.absolute().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise CliError(f"cannot write {what} {path}: {probe} is not a writable folder")
-
-
-# ============================================================================ video input
-@dataclass
-class VideoSource:
-    """A video: its frames can be read by index range."""
-
-    path: Path
-    kind: str  # "folder" | "file"
-    num_frames: int
-    width: int
-    height: int
-    fps: Optional[float]
-    frame_files: Optional[List[str]] = None
-
-    def frame_name(self, idx: int) -> str:
-        if self.frame_files is not None:
-            return os.path.splitext(os.path.basename(self.frame_files[idx]))[0]
-        return f"{idx:05d}"
-
-
-def open_video(path_str: str) -> VideoSource:
-    """Probe a video folder or file (frame count, size, fps) without decoding it all.
-    Raises CliError for a missing/empty folder or an unreadable file."""
-    from PIL import Image
-
-    from .io.frames import list_frame_files
-
-    path = Path(path_str)
-    if path.is_dir():
-        try:
-            files = list_frame_files(path)
-        except ValueError as e:
-            raise CliError(str(e)) from None
-        try:
-            with Image.open(files[0]) as im:
-                w, h = im.size
-        except (OSError, ValueError) as e:
-            raise CliError(f"cannot read video frame {files[0]}: {e}") from None
-        return VideoSource(path, "folder", len(files), w, h, None, files)
-    if not path.exists():
-        raise CliError(f"video not found: {path}")
-    if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
-        raise CliError(f"{path} is a single image: pass the folder of frames (or use `{PROG} image`)")
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise CliError(f"cannot read video {path}: no video stream")
-            st = c.streams.video[0]
-            n = int(st.frames)
-            if n <= 0:  # container without a frame count: count the packets (no decoding)
-                n = sum(1 for pkt in c.demux(st) if pkt.size)
-            if n <= 0:
-                raise CliError(f"cannot read video {path}: no frames")
-            rate = st.average_rate or st.guessed_rate
-            w, h = st.codec_context.width, st.codec_context.height
-            if not w or not h:
-                raise CliError(f"cannot read video {path}: no frame size")
-    except CliError:
-        raise
-    except av_errors() as e:
-        raise CliError(f"cannot read video {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    return VideoSource(path, "file", n, int(w), int(h), float(rate) if rate else None)
-
-
-def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray]:
-    """RGB uint8 frames lo..hi (inclusive; None = to the end) of a video. Raises CliError for
-    unreadable frames, or frames of differing sizes."""
-    from PIL import Image
-
-    frames: List[np.ndarray] = []
-    if src.kind == "folder":
-        hi = src.num_frames - 1 if hi is None else hi
-        for f in src.frame_files[lo:hi + 1]:
-            try:
-                with Image.open(f) as im:
-                    frames.append(np.asarray(im.convert("RGB")))
-            except (OSError, ValueError) as e:
-                raise CliError(f"cannot read video frame {f}: {e}") from None
-    else:
-        import av
-
-        try:
-            with av.open(str(src.path)) as c:
-                for i, fr in enumerate(c.decode(video=0)):
-                    if i < lo:
-                        continue
-                    frames.append(fr.to_ndarray(format="rgb24"))
-                    if hi is not None and i >= hi:
-                        break
-        except av_errors() as e:
-            raise CliError(f"cannot decode video {src.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    for i, f in enumerate(frames):
-        if f.shape[:2] != (src.height, src.width):
-            raise CliError(f"video frame {lo + i} is {f.shape[1]}x{f.shape[0]}, frame 0 is "
-                           f"{src.width}x{src.height}")
-    return frames
+def _check_out_dir(args, out_dir: Path) -> None:
+    """Refuse an existing non-empty --out without --overwrite before any work (also with --dry)."""
+    if out_dir.is_file():
+        raise CliError(f"cannot write to output directory {out_dir}: it is a file")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not args.overwrite:
+        raise CliError(f"output directory {out_dir} exists and is not empty: pass --overwrite to "
+                       f"replace it, or choose another --out")
 
 
 def _processing_range(n: int, start: int, max_frames: Optional[int], reverse: bool) -> Tuple[int, int]:
@@ -672,15 +500,37 @@ def _processing_range(n: int, start: int, max_frames: Optional[int], reverse: bo
     return start, hi
 
 
+def _random_note(info: Optional[CheckpointInfo], ckpt: Path) -> Optional[str]:
+    from .io.masks import RANDOM_WEIGHTS_NOTE
+
+    if info is not None and info.random_weights:
+        _warn(f"{ckpt} holds random weights: the masks are meaningless")
+        return RANDOM_WEIGHTS_NOTE
+    return None
+
+
 # ============================================================================ commands
 def cmd_video(args) -> int:
     """``sam2-fast video``: prompts -> masks for every tracked frame (+ overlay)."""
-    from .io.masks import (RANDOM_WEIGHTS_NOTE, VideoWriter, combine_object_masks, overlay_masks,
-                           rle_frame_record, save_json, save_palette_png)
+    from .io.masks import (VideoWriter, combine_object_masks, overlay_masks, rle_frame_record,
+                           save_json, save_palette_png)
 
+    if args.sample == (args.video is not None):
+        raise CliError("give VIDEO (a file or a folder of frames) or --sample, not both"
+                       if args.sample else "give VIDEO (a file or a folder of frames), or --sample "
+                       "for the clip shipped with sam2_fast")
     prompts = group_video_prompts(args.point, args.box)
+    backend = _backend(args)
+    out_dir = Path(args.out)
+    _check_out_dir(args, out_dir)
     ckpt = _resolve_checkpoint(args)
-    src = open_video(args.video)
+    if args.sample:
+        from .samples import sample_video
+
+        video = sample_video()
+    else:
+        video = args.video
+    src = open_video(video, apply_orientation=not args.raw_orientation)
     prompt_frames = [p.frame for p in prompts]
     start = args.start_frame if args.start_frame is not None else min(prompt_frames)
     need_hi = max(prompt_frames + [start])
@@ -689,16 +539,18 @@ def cmd_video(args) -> int:
         raise CliError(f"{bad} {need_hi} is past the end: the video has {src.num_frames} frames "
                        f"(0..{src.num_frames - 1})")
     for p in prompts:
-        for xy in p.points:
-            _check_inside(xy, src.width, src.height, f"--point of object {p.obj_id} on frame {p.frame}")
-        if p.box is not None:
-            _check_inside(p.box, src.width, src.height, f"--box of object {p.obj_id} on frame {p.frame}")
+        used, given = command_line_rules(p.points, p.labels, [p.box] if p.box else [], (src.height, src.width),
+                                         f" of object {p.obj_id} on frame {p.frame}")
+        if used and given[0] is not None:
+            p.box, p.box_given = used[0], given[0]
+            _warn(f"--box of object {p.obj_id} on frame {p.frame} {list(given[0])} crosses the border "
+                  f"of the {src.width}x{src.height} frame: clipped to {list(used[0])}")
     overlay = Path(args.overlay) if args.overlay else None
     if overlay is not None:
         if overlay.suffix.lower() not in VIDEO_EXTENSIONS:
             raise CliError(f"--overlay {overlay}: use a video file name ({', '.join(VIDEO_EXTENSIONS)})")
-        _check_output_file(overlay, "--overlay")
-    out_dir = Path(args.out)
+        inside = overlay.absolute().parent == out_dir.absolute() or out_dir.absolute() in overlay.absolute().parents
+        _check_output_file(overlay, "--overlay", None if inside else args.overwrite)
     cfg, info = _model_plan(args, ckpt)
 
     # frames to load: the processed range plus every prompted frame
@@ -728,7 +580,7 @@ def cmd_video(args) -> int:
         _print_plan(plan)
         return 0
 
-    staging = Staging(out_dir)
+    staging = _staging(args, out_dir)
     ok = False
     try:
         frames = read_frames(src, lo, hi)
@@ -736,25 +588,15 @@ def cmd_video(args) -> int:
             raise CliError(f"frame {need_hi} is past the end: {src.path} decoded to "
                            f"{lo + len(frames)} frames")
         last = min(last, lo + len(frames) - 1)
-        random_note = None
-        if info is not None and info.random_weights:
-            random_note = RANDOM_WEIGHTS_NOTE
-            _warn(f"{ckpt} holds random weights: the masks are meaningless")
+        random_note = _random_note(info, ckpt)
 
-        from .checkpoint import CheckpointError
-        from .predictors.video import build_sam2_video_predictor
+        from .build import build_sam2_video_predictor
 
-        try:
-            predictor = build_sam2_video_predictor(args.config, str(ckpt), device=_device(args),
-                                                   dtype=args.dtype, image_size=args.image_size,
-                                                   backend=args.backend)
-        except CheckpointError as e:
-            raise CliError(str(e)) from None
+        predictor = build_sam2_video_predictor(args.config, str(ckpt), device=_device(args),
+                                               dtype=args.dtype, image_size=args.image_size,
+                                               backend=args.backend)
         t0 = time.perf_counter()
-        try:
-            state = predictor.init_state(frames, offload_video_to_cpu=args.offload_video)
-        except ValueError as e:
-            raise CliError(str(e)) from None
+        state = predictor.init_state(frames, offload_video_to_cpu=args.offload_video)
         for p in prompts:
             pts = np.array(p.points, dtype=np.float32) if p.points else None
             lbs = np.array(p.labels, dtype=np.int32) if p.points else None
@@ -777,7 +619,7 @@ def cmd_video(args) -> int:
                       file=sys.stderr, dynamic_ncols=True) as bar:
                 gen = predictor.propagate_in_video(state, start_frame_idx=start - lo,
                                                    max_frame_num_to_track=last - first,
-                                                   reverse=args.reverse)
+                                                   reverse=args.reverse, progress=False)
                 for local_idx, obj_ids, logits in gen:
                     idx = local_idx + lo
                     masks = (logits > 0).cpu().numpy()[:, 0]
@@ -803,13 +645,17 @@ def cmd_video(args) -> int:
         wall = time.perf_counter() - t0
         track_s = time.perf_counter() - t_track
         manifest = {
-            "command": "video", "video": str(src.path), "checkpoint": str(ckpt),
-            "config": cfg.name, "image_size": cfg.image_size, "device": str(predictor.device),
-            "dtype": args.dtype, "backend": args.backend, "random_weights": bool(random_note),
+            "command": "video", "video": str(src.path), "sample": bool(args.sample),
+            "checkpoint": str(ckpt), "config": cfg.name, "image_size": cfg.image_size,
+            "device": str(predictor.device), "dtype": args.dtype, "backend": backend,
+            "backend_requested": args.backend, "random_weights": bool(random_note),
             "frames": [first, last], "reverse": args.reverse, "num_frames_written": done,
+            "width": src.width, "height": src.height, **src.orientation_record(),
             "format": args.format, "overlay": str(overlay) if overlay else None,
             "prompts": [{"obj_id": p.obj_id, "frame": p.frame, "points": p.points,
                          "labels": p.labels, "box": p.box} for p in prompts],
+            "clipped_boxes": [{"obj_id": p.obj_id, "frame": p.frame, "given": list(p.box_given),
+                               "used": list(p.box)} for p in prompts if p.box_given is not None],
             "wall_s": round(wall, 3), "tracking_s": round(track_s, 3),
             "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
         }
@@ -828,10 +674,9 @@ def cmd_video(args) -> int:
 
 
 def cmd_image(args) -> int:
-    """``sam2-fast image``: points/boxes -> mask PNGs, overlay PNG, result JSON."""
-    from PIL import Image
-
-    from .io.masks import RANDOM_WEIGHTS_NOTE, combine_object_masks, overlay_masks, save_json, save_png
+    """``sam2-fast image``: points/boxes -> mask PNGs, overlay PNG, result.json."""
+    from .io.images import image_size, load_image
+    from .io.masks import combine_object_masks, overlay_masks, save_json, save_png
 
     pts, lbs = [], []
     for spec in args.point:
@@ -843,49 +688,46 @@ def cmd_image(args) -> int:
         raise CliError("give at least one --point X,Y or --box X0,Y0,X1,Y1")
     if pts and len(boxes) > 1:
         raise CliError("points can be combined with one --box only (several boxes = several objects)")
-    ckpt = _resolve_checkpoint(args)
+    backend = _backend(args)
+    out_dir = Path(args.out)
+    _check_out_dir(args, out_dir)
     path = Path(args.image)
+    if path.is_dir():
+        raise CliError(f"IMAGE {path} is a folder: `{PROG} image` takes one image file (for a folder "
+                       f"of video frames use `{PROG} video`)")
     if not path.is_file():
         raise CliError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            image = np.array(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise CliError(f"cannot read image {path}: {e}") from None
-    h, w = image.shape[:2]
-    for xy in pts:
-        _check_inside(xy, w, h, "--point")
-    for b in boxes:
-        _check_inside(b, w, h, "--box")
+    w, h, orientation = image_size(path, apply_exif=not args.raw_orientation)
+    boxes, given = command_line_rules(pts, lbs, boxes, (h, w))
+    for b, g in zip(boxes, given):
+        if g is not None:
+            _warn(f"--box {list(g)} crosses the border of the {w}x{h} image: clipped to {list(b)}")
+    ckpt = _resolve_checkpoint(args)
     cfg, info = _model_plan(args, ckpt)
-    out_dir = Path(args.out)
     n_obj = max(1, len(boxes))
     c = 3 if args.multimask else 1
     if args.dry:
         _print_plan([("checkpoint", f"{ckpt}" + ("" if info else " (not downloaded yet)")
                       + (" [RANDOM WEIGHTS]" if info and info.random_weights else "")),
                      *_device_plan(args, cfg),
-                     ("image", f"{path} ({w}x{h})"),
+                     ("image", f"{path} ({w}x{h}" + (f", EXIF orientation {orientation}"
+                                                      f" {'applied' if not args.raw_orientation else 'ignored'}"
+                                                      if orientation != 1 else "") + ")"),
                      ("model input", f"(1, 3, {cfg.image_size}, {cfg.image_size}) float32"),
                      ("prompts", f"{len(pts)} point(s), {len(boxes)} box(es)"),
                      ("masks", f"({n_obj}, {c}, {h}, {w}) bool" if n_obj > 1 else f"({c}, {h}, {w}) bool"),
                      ("output", str(out_dir))])
         return 0
-    staging = Staging(out_dir)
+    image, orientation = load_image(path, apply_exif=not args.raw_orientation)
+    staging = _staging(args, out_dir)
     ok = False
     try:
-        random_note = RANDOM_WEIGHTS_NOTE if info is not None and info.random_weights else None
-        if random_note:
-            _warn(f"{ckpt} holds random weights: the masks are meaningless")
+        random_note = _random_note(info, ckpt)
         from .build import build_sam2
-        from .checkpoint import CheckpointError
         from .predictors.image import Sam2ImagePredictor
 
-        try:
-            model = build_sam2(args.config, str(ckpt), device=_device(args), dtype=args.dtype,
-                               image_size=args.image_size, backend=args.backend)
-        except CheckpointError as e:
-            raise CliError(str(e)) from None
+        model = build_sam2(args.config, str(ckpt), device=_device(args), dtype=args.dtype,
+                           image_size=args.image_size, backend=args.backend)
         t0 = time.perf_counter()
         pred = Sam2ImagePredictor(model)
         pred.set_image(image)
@@ -895,6 +737,7 @@ def cmd_image(args) -> int:
         masks, ious, _ = pred.predict(np.array(pts, np.float32) if pts else None,
                                       np.array(lbs, np.int32) if pts else None, box_arg,
                                       multimask_output=args.multimask)
+        masks = masks > 0.5  # float32 0/1 from the official-compatible predictor
         obj_scores = pred.last_object_score_logits.float().cpu().numpy().reshape(-1)
         wall = time.perf_counter() - t0
         if masks.ndim == 3:
@@ -914,8 +757,12 @@ def cmd_image(args) -> int:
         result = {
             "command": "image", "image": str(path), "checkpoint": str(ckpt), "config": cfg.name,
             "image_size": cfg.image_size, "device": str(model.device), "dtype": args.dtype,
+            "backend": backend, "backend_requested": args.backend,
             "random_weights": bool(random_note), "height": h, "width": w,
-            "points": pts, "labels": lbs, "boxes": boxes, "multimask": args.multimask,
+            "orientation": "raw" if args.raw_orientation else "applied", "exif_orientation": orientation,
+            "points": pts, "labels": lbs, "boxes": [list(b) for b in boxes], "multimask": args.multimask,
+            "clipped_boxes": [{"index": i, "given": list(g), "used": list(b)}
+                              for i, (b, g) in enumerate(zip(boxes, given)) if g is not None],
             "objects": [{"masks": files[b * masks.shape[1]:(b + 1) * masks.shape[1]],
                          "iou_predictions": [float(v) for v in ious[b]],
                          "best_mask": best[b], "object_score_logit": float(obj_scores[b]),
@@ -965,7 +812,7 @@ def cmd_info(args) -> int:
             return 0
     info = inspect_checkpoint(path)
     try:
-        cfg = _detect(info)
+        cfg = info.detect_config()
         variant, version, name = cfg.variant, cfg.version, cfg.name
     except CheckpointError as e:
         variant = version = name = None
@@ -1056,7 +903,7 @@ def cmd_tune(args) -> int:
     if args.checkpoint:
         ckpt = Path(args.checkpoint)
         if not variants:
-            variants = [_detect(inspect_checkpoint(ckpt)).variant]
+            variants = [inspect_checkpoint(ckpt).detect_config().variant]
         elif not ckpt.is_file():
             raise CliError(f"checkpoint not found: {ckpt}")
     variants = variants or list(tuning.VARIANTS)
@@ -1244,6 +1091,11 @@ def _one_line(e: BaseException) -> str:
     return msg or type(e).__name__
 
 
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``sam2-fast`` console script.
 
@@ -1251,10 +1103,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv: arguments without the program name (default ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 2 for bad input or an output that cannot be written (one line
-        ``sam2-fast: error: ...`` on stderr, no traceback, no output left behind), 130 when
-        interrupted. Unexpected internal errors
-        propagate with their traceback.
+        0 on success; 2 for bad input or an output that cannot be written (one line
+        ``sam2-fast: error: ...`` on stderr, no traceback, no output left behind); 130 on
+        Ctrl-C and 143 on SIGTERM (one line, the partial output removed). Unexpected internal
+        errors propagate with their traceback.
     """
     parser = build_parser()
     try:
@@ -1264,6 +1116,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from . import hub
     from .checkpoint import CheckpointError
 
+    previous = None
+    try:  # SIGTERM (timeout, kill, docker stop) unwinds like Ctrl-C; only the main thread can
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        previous = None
     try:
         return _COMMANDS[args.command](args)
     except (CliError, CheckpointError, hub.HubError) as e:
@@ -1278,7 +1135,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write(f"{PROG}: terminated (SIGTERM); partial output removed\n")
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

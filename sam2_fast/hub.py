@@ -44,6 +44,12 @@ MODEL_NUMEL: Dict[str, int] = {
     "sam2.1_hiera_large": 224_446_898,
 }
 
+#: the official Hugging Face model ids (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``) -> names
+HF_MODEL_IDS: Dict[str, str] = {
+    f"facebook/sam2{v}-hiera-{size.replace('_', '-')}": f"sam2{v}_hiera_{size}"
+    for v in ("", ".1") for size in ("tiny", "small", "base_plus", "large")
+}
+
 _PICKLE_OVERHEAD = 8 * 1024 * 1024  # keys, storage records and zip headers: well under 8 MiB
 CONNECT_TIMEOUT_S = 15.0
 
@@ -61,8 +67,11 @@ def cache_dir() -> Path:
 
 def canonical_name(name: str) -> str:
     """``sam2.1_hiera_tiny`` (also the official stems ``sam2.1_hiera_t``, ``.pt``/``.yaml``
-    suffixes) -> the registry name. Raises HubError for anything else (listing the 8 names)."""
+    suffixes, and the official Hugging Face ids ``facebook/sam2.1-hiera-tiny``) -> the registry
+    name. Raises HubError for anything else (listing the 8 names)."""
     key = str(name).strip()
+    if key in HF_MODEL_IDS:
+        return HF_MODEL_IDS[key]
     for suffix in (".pt", ".yaml"):
         if key.endswith(suffix):
             key = key[: -len(suffix)]
@@ -106,7 +115,8 @@ def check_size(name: str, path: Path) -> None:
 def _offline_message(name: str, dest: Path, reason: str) -> str:
     return (f"cannot download {name} ({reason}). Download {model_url(name)} on a machine with "
             f"network access and put it at {dest} (or set SAM2_FAST_CACHE to the folder that "
-            f"holds {dest.name}), or pass --checkpoint PATH")
+            f"holds {dest.name}), or use a local file (sam2-fast --checkpoint PATH; "
+            f"build_sam2(checkpoint=PATH) in Python)")
 
 
 def fetch_checkpoint(name: str, *, url: Optional[str] = None, progress: bool = True,
@@ -183,5 +193,5 @@ def fetch_checkpoint(name: str, *, url: Optional[str] = None, progress: bool = T
     return dest
 
 
-__all__ = ["MODEL_URLS", "MODEL_NUMEL", "HubError", "cache_dir", "cached_path", "canonical_name",
+__all__ = ["HF_MODEL_IDS", "MODEL_URLS", "MODEL_NUMEL", "HubError", "cache_dir", "cached_path", "canonical_name",
            "check_size", "expected_size_range", "fetch_checkpoint", "model_url"]

@@ -187,7 +187,8 @@ def test_video_write_failure_cleans_up(ckpt, tmp_path, monkeypatch, capsys):
     (["--box", "1:0:5,5,1"], "malformed --box"),
     (["--box", "1:0:50,50,10,10"], "X1 >= X0"),
     (["--point", "1:0:2000,10"], "outside the 960x540 frame"),
-    (["--box", "1:0:10,10,100,600"], "outside the 960x540 frame"),
+    (["--box", "1:0:1000,10,1100,100"], "lies outside the 960x540 frame"),
+    (["--point", "1:0:nan,10"], "NaN"),
     (["--point", "1:200:10,10"], "past the end"),
     (["--point", "1:0:10,10", "--start-frame", "250"], "past the end"),
     (["--point", "1:0:10,10", "--max-frames", "0"], "--max-frames"),
@@ -200,8 +201,9 @@ def test_video_write_failure_cleans_up(ckpt, tmp_path, monkeypatch, capsys):
 ])
 def test_video_bad_prompts(ckpt, tmp_path, capsys, extra, match, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _assert_bad(capsys, ["video", str(BEDROOM), "--checkpoint", str(ckpt), "--out", "out", *extra],
-                match, tmp_path)
+    # small defaults first (a case that wrongly passed would otherwise track 200 frames at 1024 px)
+    _assert_bad(capsys, ["video", str(BEDROOM), "--checkpoint", str(ckpt), "--out", "out",
+                         "--max-frames", "2", "--image-size", "64", "--quiet", *extra], match, tmp_path)
 
 
 @needs_data

@@ -47,17 +47,14 @@ def test_bad_images(predictor, bad, msg):
 
 @pytest.mark.parametrize("kw, msg", [
     (dict(point_coords=np.array([[10.0, 10.0]])), "together"),
-    (dict(point_coords=np.array([[10.0, 10.0], [5.0, 5.0]]), point_labels=np.array([1])), "point_labels must have shape"),
+    (dict(point_coords=np.array([[10.0, 10.0], [5.0, 5.0]]), point_labels=np.array([1])), "point_labels must be of shape"),
     (dict(point_coords=np.array([[10.0, 10.0]]), point_labels=np.array([5])), r"point_labels must be in"),
-    (dict(point_coords=np.array([[100.0, 10.0]]), point_labels=np.array([1])), "outside the image"),
-    (dict(point_coords=np.array([[-1.0, 10.0]]), point_labels=np.array([1])), "outside the image"),
     (dict(point_coords=np.array([10.0, 10.0]), point_labels=np.array([1])), r"\(N, 2\)"),
+    (dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)), "point_coords is empty"),
     (dict(point_coords=np.array([[np.nan, 10.0]]), point_labels=np.array([1])), "NaN"),
     (dict(box=np.array([30.0, 10.0, 20.0, 40.0])), "x1 >= x0"),
     (dict(box=np.array([10.0, 10.0, 20.0])), r"box must be \(4,\)"),
-    (dict(box=np.array([10.0, 10.0, 90.0, 40.0])), "box outside the image"),
     (dict(mask_input=np.zeros((1, 32, 32))), r"mask_input must be \(1, 16, 16\)"),
-    (dict(point_coords=np.array([[0.5, 2.0]]), point_labels=np.array([1]), normalize_coords=False), r"\[0, 1.0\]"),
 ])
 def test_bad_prompts(predictor, image, kw, msg):
     predictor.set_image(image)
@@ -73,7 +70,8 @@ def test_prompts_not_modified_and_outputs(predictor, image):
     keep = (pts.copy(), labels.copy(), box.copy())
     masks, iou, low = predictor.predict(pts, labels, box, multimask_output=True)
     assert np.array_equal(pts, keep[0]) and np.array_equal(labels, keep[1]) and np.array_equal(box, keep[2])
-    assert masks.shape == (3, 60, 80) and masks.dtype == bool
+    assert masks.shape == (3, 60, 80) and masks.dtype == np.float32  # as the official
+    assert set(np.unique(masks)) <= {0.0, 1.0}
     assert iou.shape == (3,) and low.shape == (3, 16, 16)
     masks, iou, low = predictor.predict(pts, labels, multimask_output=False)
     assert masks.shape == (1, 60, 80)
@@ -94,6 +92,7 @@ def test_sam2_front_door(tmp_path, image):
     p = sam2_fast.Sam2ImagePredictor(sam.model)
     p.set_image(image)
     m, i, lo = p.predict(np.array([[10.0, 20.0]]), np.array([1]), return_logits=True)
+    assert out.masks.dtype == bool  # the front door keeps bool
     assert np.array_equal(out.masks, m > 0) and np.allclose(out.iou_predictions, i)
     with pytest.raises(ValueError, match="Sam2Model"):
         sam2_fast.Sam2(torch.nn.Linear(1, 1))

@@ -190,11 +190,11 @@ def test_bad_input_leaves_state_usable(model, frames):
         sam.predict_video_frame(state, frames[1].astype(np.float32))
     with pytest.raises(ValueError, match="RGB"):
         sam.predict_video_frame(state, Image.fromarray(frames[1]).convert("L"))
-    with pytest.raises(ValueError, match="in the frame"):
-        sam.predict_video_frame(state, frames[1], {2: {"points": [[5000, 10]], "labels": [1]}})
-    with pytest.raises(ValueError, match="labels must be 1"):
+    with pytest.raises(ValueError, match="NaN"):
+        sam.predict_video_frame(state, frames[1], {2: {"points": [[np.nan, 10]], "labels": [1]}})
+    with pytest.raises(ValueError, match="labels must be in"):
         sam.predict_video_frame(state, frames[1], {2: {"points": [[50, 10]], "labels": [7]}})
-    with pytest.raises(ValueError, match="mask for obj_id"):
+    with pytest.raises(ValueError, match="obj_id 2: mask has size"):
         sam.predict_video_frame(state, frames[1], {2: {"mask": np.ones((10, 10), bool)}})
     assert state.frame_idx == 1 and state.obj_ids == [1]
     out = sam.predict_video_frame(state, frames[1])  # still usable

@@ -10,6 +10,10 @@ float32), then normalized with the ImageNet mean/std in float32.
 The official decodes .mp4 with decord, resizing inside the decoder; here PyAV decodes each frame
 to RGB at full resolution and the same PIL resize as for JPEG folders is applied, so an .mp4 and
 the JPEG folder extracted from it preprocess identically (up to JPEG compression).
+
+Deliberate differences: a frame whose size differs from frame 0 raises :class:`FrameSizeError`
+naming it (the official stretches it to the model size silently), and 16-bit grayscale frames
+are scaled to 8 bits (:func:`sam2_fast.io.images.to_rgb`; the official clips them to white).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from PIL import Image
 
 from sam2_fast.config import PIXEL_MEAN, PIXEL_STD
 from sam2_fast.io import av_errors
+from sam2_fast.io.images import to_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -34,9 +39,12 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 VideoSource = Union[str, os.PathLike, Sequence[np.ndarray]]
 
 
-def _preprocess_pil(img: Image.Image, image_size: int) -> torch.Tensor:
-    """PIL image -> (3, S, S) float32 in [0, 1] (official ``_load_img_as_tensor``)."""
-    arr = np.array(img.convert("RGB").resize((image_size, image_size)))
+def _preprocess_pil(img: Image.Image, image_size: int, name: str = "frame") -> torch.Tensor:
+    """PIL image -> (3, S, S) float32 in [0, 1] (official ``_load_img_as_tensor``; modes are
+    converted by :func:`sam2_fast.io.images.to_rgb`, which is ``convert("RGB")`` for the usual
+    ones and scales 16-bit grayscale instead of clipping it). Raises ValueError for a mode
+    with no 8-bit RGB rendering."""
+    arr = np.array(to_rgb(img, name).resize((image_size, image_size)))
     if arr.dtype != np.uint8:
         raise RuntimeError(f"unexpected image dtype {arr.dtype} (expected 8-bit RGB)")
     return torch.from_numpy(arr / 255.0).permute(2, 0, 1).float()
@@ -78,20 +86,38 @@ def _normalize(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def load_image_frame(path: Union[str, os.PathLike], image_size: int) -> Tuple[torch.Tensor, int, int]:
+def load_image_frame(path: Union[str, os.PathLike], image_size: int,
+                     expect_hw: Optional[Tuple[int, int]] = None) -> Tuple[torch.Tensor, int, int]:
     """One frame file -> ((3, S, S) float32 normalized, height, width) of the original.
+
+    Args:
+        expect_hw: the video's (height, width): a frame of another size is refused.
 
     Raises:
         RuntimeError: the file cannot be read or decoded as an image.
+        ValueError: the frame's size differs from ``expect_hw`` (never stretched).
     """
     try:
         with Image.open(path) as img:
             img.load()
             w, h = img.size
-            x = _preprocess_pil(img, image_size)
+            if expect_hw is None or (h, w) == tuple(expect_hw):
+                x = _preprocess_pil(img, image_size, os.fspath(path))
     except (OSError, ValueError, SyntaxError) as e:
         raise RuntimeError(f"cannot read video frame {os.fspath(path)!r}: {e}") from e
+    if expect_hw is not None and (h, w) != tuple(expect_hw):
+        raise _size_error(os.fspath(path), (h, w), expect_hw)
     return _normalize(x[None])[0], h, w
+
+
+class FrameSizeError(ValueError):
+    """A frame of a video has another size than its first frame (the official loader would
+    stretch it to the model size without a word)."""
+
+
+def _size_error(name: str, hw: Tuple[int, int], first_hw: Tuple[int, int], first: str = "frame 0") -> ValueError:
+    return FrameSizeError(f"video frame {name!r} is {hw[1]}x{hw[0]} but {first} is {first_hw[1]}x{first_hw[0]}: "
+                      f"all frames of a video must have one size (a frame is never stretched)")
 
 
 def _load_folder(folder, image_size: int) -> Tuple[torch.Tensor, int, int]:
@@ -104,9 +130,13 @@ def _load_folder(folder, image_size: int) -> Tuple[torch.Tensor, int, int]:
                 img.load()
                 if size is None:
                     size = img.size
-                images[i] = _preprocess_pil(img, image_size)
+                if img.size == size:
+                    images[i] = _preprocess_pil(img, image_size, p)
+                other = img.size
         except (OSError, ValueError, SyntaxError) as e:
             raise RuntimeError(f"cannot read video frame {p!r}: {e}") from e
+        if other != size:
+            raise _size_error(p, other[::-1], size[::-1], f"frame 0 ({os.path.basename(paths[0])})")
     w, h = size
     return _normalize(images), h, w
 
@@ -129,8 +159,10 @@ def _load_video_file(path, image_size: int) -> Tuple[torch.Tensor, int, int]:
                 img = frame.to_image()
                 if size is None:
                     size = img.size
+                if img.size != size:
+                    raise _size_error(f"{path}#{len(frames)}", img.size[::-1], size[::-1])
                 frames.append(_preprocess_pil(img, image_size))
-    except RuntimeError:
+    except (RuntimeError, FrameSizeError):
         raise
     except av_errors() as e:
         raise RuntimeError(f"cannot decode video file {path!r}: {e}") from e
@@ -175,7 +207,8 @@ def load_video_frames(video: VideoSource, image_size: int) -> Tuple[torch.Tensor
 
     Raises:
         ValueError: missing path, folder without frames, empty list, frames of the wrong
-            shape/dtype or of differing sizes, unsupported path type.
+            shape/dtype or of differing sizes (:class:`FrameSizeError`, naming the frame: a
+            frame is never stretched, where the official loader would), unsupported path type.
         RuntimeError: a frame or video file that cannot be read/decoded.
     """
     if not isinstance(image_size, int) or image_size <= 0:
@@ -210,7 +243,8 @@ class AsyncFrameLoader:
     Raises (from the constructor):
         ValueError: missing folder or no frames in it.
         RuntimeError: frame 0 cannot be read.
-    ``loader[i]`` raises RuntimeError when a frame cannot be read (also for a failure seen
+    ``loader[i]`` raises FrameSizeError (a ValueError) for a frame of another size than frame 0,
+    RuntimeError when a frame cannot be read (also for a failure seen
     earlier by the background thread).
     """
 
@@ -236,10 +270,13 @@ class AsyncFrameLoader:
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if self._error is not None:
-            raise RuntimeError("frame loading thread failed") from self._error
+            if isinstance(self._error, FrameSizeError):
+                raise FrameSizeError(str(self._error))
+            raise RuntimeError(f"frame loading thread failed: {self._error}") from self._error
         img = self._frames[index]
         if img is None:
-            img, _, _ = load_image_frame(self.paths[index], self.image_size)
+            img, _, _ = load_image_frame(self.paths[index], self.image_size,
+                                         (self.video_height, self.video_width))
             self._frames[index] = img
         return img
 
@@ -256,7 +293,7 @@ class LazyFrameLoader:
 
     Raises (constructor): ValueError for a missing folder, no frames, or cache_size < 1;
     RuntimeError if frame 0 cannot be read. ``loader[i]``: IndexError out of range,
-    RuntimeError for an unreadable frame.
+    RuntimeError for an unreadable frame, FrameSizeError for a frame of another size.
     """
 
     def __init__(self, folder: Union[str, os.PathLike], image_size: int, cache_size: int = 16) -> None:
@@ -277,11 +314,12 @@ class LazyFrameLoader:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        img, _, _ = load_image_frame(self.paths[index], self.image_size)
+        img, _, _ = load_image_frame(self.paths[index], self.image_size,
+                                     (self.video_height, self.video_width))
         self._cache[index] = img
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return img
 
 
-__all__ = ["load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader", "LazyFrameLoader"]
+__all__ = ["FrameSizeError", "load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader", "LazyFrameLoader"]

@@ -4,7 +4,10 @@ Compute an image embedding once with :meth:`set_image`, then predict masks for a
 point / box / mask prompts with :meth:`predict`. Same preprocessing, coordinate handling,
 outputs and defaults as the official predictor built with ``apply_postprocessing=True``;
 feature sizes follow the model's ``image_size`` (the official hard-codes 1024 px, upstream #138),
-and bad input raises a ValueError naming the argument.
+and bad input raises a ValueError naming the argument. Masks come back as float32 0/1 like the
+official's (OpenCV calls that follow need a numeric dtype). Prompts follow the rules of
+:mod:`sam2_fast.prompts` (coordinates outside the image accepted as by the official; an empty
+(0, 4) box array gives an empty result).
 """
 
 from __future__ import annotations
@@ -15,24 +18,13 @@ import numpy as np
 import torch
 
 from ..model.sam2_model import Sam2Model
+from ..prompts import VALID_LABELS, image_prompts  # noqa: F401 - VALID_LABELS re-exported
 from .transforms import as_rgb_uint8, postprocess_masks, preprocess_image
-
-VALID_LABELS = (-1, 0, 1, 2, 3)
 
 
 class PredictorStateError(RuntimeError, ValueError):
     """The predictor is not in a state that allows the call (e.g. predict before set_image).
     A RuntimeError like the official's, and a ValueError."""
-
-
-def _as_float_array(x, name: str) -> np.ndarray:
-    try:
-        arr = np.array(x, dtype=np.float64, copy=True)  # never alias the caller's prompt
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be numeric array-like, got {type(x).__name__}: {e}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
 
 
 class Sam2ImagePredictor:
@@ -54,6 +46,27 @@ class Sam2ImagePredictor:
         fs = model.config.feat_size
         self._bb_feat_sizes = [(4 * fs, 4 * fs), (2 * fs, 2 * fs), (fs, fs)]
         self.reset_predictor()
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs) -> "Sam2ImagePredictor":
+        """A predictor for a published model (official ``SAM2ImagePredictor.from_pretrained``).
+
+        Args:
+            model_id: a Hugging Face id as the official takes (``"facebook/sam2.1-hiera-tiny"``)
+                or a sam2_fast name (``"sam2.1_hiera_tiny"``). The official file is downloaded
+                once into the cache of :mod:`sam2_fast.hub` (``$SAM2_FAST_CACHE``).
+            **kwargs: :func:`sam2_fast.build.build_sam2` arguments (``device``, ``dtype``,
+                ``image_size``, ``backend``, the official ``mode`` ...) and predictor arguments
+                (``mask_threshold`` ...).
+
+        Raises:
+            HubError (a ValueError): unknown id, or no network and no cached file (the message
+                says where to put the file).
+        """
+        from ..build import build_sam2_hf, split_build_kwargs
+
+        build_kw, own_kw = split_build_kwargs(kwargs)
+        return cls(build_sam2_hf(model_id, **build_kw), **own_kw)
 
     # ------------------------------------------------------------------ state
     @property
@@ -115,66 +128,35 @@ class Sam2ImagePredictor:
 
     # ------------------------------------------------------------------ prompts
     def _prep_prompts(self, point_coords, point_labels, box, mask_input, normalize_coords, img_idx):
-        """Validate prompts and move them to the model input frame (pixels of the S x S input).
+        """Check prompts (:func:`sam2_fast.prompts.image_prompts`) and move them to the model
+        input frame (pixels of the S x S input).
 
         Returns (mask_input (B, 1, 4h, 4w) | None, coords (B, N, 2) | None, labels (B, N) | None,
-        box (B, 2, 2) | None)."""
+        box (B, 2, 2) | None, empty: an empty (0, 4) box array was given)."""
         h, w = self._orig_hw[img_idx]
         limit = (w, h) if normalize_coords else (1.0, 1.0)
-        unit = "pixels" if normalize_coords else "normalized coordinates"
         dev = self.device
+        checked = image_prompts(point_coords, point_labels, box, mask_input,
+                                mask_input_size=tuple(self.model.sam_prompt_encoder.mask_input_size))
         coords_t = labels_t = box_t = mask_t = None
-        if (point_coords is None) != (point_labels is None):
-            raise ValueError("point_coords and point_labels must be given together")
-        if point_coords is not None:
-            pc = _as_float_array(point_coords, "point_coords")
-            pl = np.array(point_labels, copy=True)
-            if pc.ndim not in (2, 3) or pc.shape[-1] != 2:
-                raise ValueError(f"point_coords must be (N, 2) or (B, N, 2) x, y; got shape {pc.shape}")
-            if pl.shape != pc.shape[:-1]:
-                raise ValueError(f"point_labels must have shape {pc.shape[:-1]} to match point_coords "
-                                 f"{pc.shape}; got {pl.shape}")
-            if pc.shape[-2] == 0:
-                raise ValueError("point_coords is empty; pass None for no points")
-            if not np.issubdtype(pl.dtype, np.integer) and not np.all(np.equal(np.mod(pl, 1), 0)):
-                raise ValueError(f"point_labels must be integers in {VALID_LABELS}")
-            bad = ~np.isin(pl, VALID_LABELS)
-            if bad.any():
-                raise ValueError(f"point_labels must be in {VALID_LABELS}; got {np.unique(pl[bad]).tolist()}")
-            real = pl != -1
-            x, y = pc[..., 0][real], pc[..., 1][real]
-            if (x < 0).any() or (y < 0).any() or (x > limit[0]).any() or (y > limit[1]).any():
-                raise ValueError(f"point_coords outside the image: x must be in [0, {limit[0]}] and y in "
-                                 f"[0, {limit[1]}] ({unit}); got x in [{x.min()}, {x.max()}], "
-                                 f"y in [{y.min()}, {y.max()}]")
-            coords_t = self._to_input_frame(torch.tensor(pc, dtype=torch.float32, device=dev), limit)
-            labels_t = torch.tensor(pl.astype(np.int64), dtype=torch.int32, device=dev)
-            if coords_t.dim() == 2:
-                coords_t, labels_t = coords_t[None], labels_t[None]
-        if box is not None:
-            bx = _as_float_array(box, "box")
-            if bx.shape == (4,):
-                bx = bx[None]
-            if bx.ndim != 2 or bx.shape[1] != 4:
-                raise ValueError(f"box must be (4,) or (B, 4) as x0, y0, x1, y1; got shape {bx.shape}")
-            if (bx[:, 2] < bx[:, 0]).any() or (bx[:, 3] < bx[:, 1]).any():
-                raise ValueError(f"box must have x1 >= x0 and y1 >= y0 (x0, y0, x1, y1); got {bx.tolist()}")
-            if (bx < 0).any() or (bx[:, [0, 2]] > limit[0]).any() or (bx[:, [1, 3]] > limit[1]).any():
-                raise ValueError(f"box outside the image: x in [0, {limit[0]}], y in [0, {limit[1]}] ({unit}); "
-                                 f"got {bx.tolist()}")
-            box_t = self._to_input_frame(torch.tensor(bx, dtype=torch.float32, device=dev).reshape(-1, 2, 2), limit)
-            if coords_t is not None and coords_t.shape[0] != box_t.shape[0]:
-                raise ValueError(f"{box_t.shape[0]} boxes but {coords_t.shape[0]} point batches; they must match")
-        if mask_input is not None:
-            mi = _as_float_array(mask_input, "mask_input")
-            want = self.model.sam_prompt_encoder.mask_input_size
-            if mi.ndim == 3:
-                mi = mi[None]
-            if mi.ndim != 4 or mi.shape[1] != 1 or tuple(mi.shape[-2:]) != tuple(want):
-                raise ValueError(f"mask_input must be (1, {want[0]}, {want[1]}) or (B, 1, {want[0]}, {want[1]}) "
-                                 f"low-res logits; got shape {np.shape(mask_input)}")
-            mask_t = torch.tensor(mi, dtype=torch.float32, device=dev)
-        return mask_t, coords_t, labels_t, box_t
+        if checked.coords is not None:
+            coords_t = self._to_input_frame(torch.tensor(checked.coords, device=dev), limit)
+            labels_t = torch.tensor(checked.labels, device=dev)
+        if checked.boxes is not None:
+            box_t = self._to_input_frame(torch.tensor(checked.boxes, device=dev).reshape(-1, 2, 2), limit)
+        if checked.mask_input is not None:
+            mask_t = torch.tensor(checked.mask_input, device=dev)
+        return mask_t, coords_t, labels_t, box_t, checked.empty
+
+    def _empty_result(self, multimask_output: bool, return_logits: bool, img_idx: int):
+        """What an empty (0, 4) box array gives: (masks (0, C, H, W) float32, iou (0, C),
+        low-res logits (0, C, 4h, 4w)), C = 3 with multimask output else 1."""
+        h, w = self._orig_hw[img_idx]
+        c = 3 if multimask_output else 1
+        lo = self.model.sam_prompt_encoder.mask_input_size
+        self.last_object_score_logits = torch.zeros(0, 1, device=self.device)
+        return (np.zeros((0, c, h, w), np.float32), np.zeros((0, c), np.float32),
+                np.zeros((0, c, lo[0], lo[1]), np.float32))
 
     def _to_input_frame(self, coords: torch.Tensor, limit: Tuple[float, float]) -> torch.Tensor:
         """(..., 2) x, y in [0, W] x [0, H] (or [0, 1]) -> pixels of the S x S model input,
@@ -231,16 +213,21 @@ class Sam2ImagePredictor:
                 (``normalize_coords=True``) or in [0, 1] (``normalize_coords=False``).
             point_labels: (N,) or (B, N) ints: 1 foreground, 0 background, -1 padding,
                 2/3 box corners.
-            box: (4,) or (B, 4) x0, y0, x1, y1 (same units as the points).
+            box: (4,) or (B, 4) x0, y0, x1, y1 (same units as the points); (0, 4) (a detector
+                that found nothing) gives an empty result.
             mask_input: (1, 4h, 4w) or (B, 1, 4h, 4w) low-res logits from a previous call
                 (256 x 256 at 1024 px).
             multimask_output: 3 masks instead of 1 (single output uses dynamic multimask via
                 stability).
-            return_logits: float logits instead of bool masks.
+            return_logits: float logits instead of 0/1 masks.
+
+            Coordinates outside the image are accepted (as the official); NaN/inf are not
+            (rules: :mod:`sam2_fast.prompts`).
 
         Returns:
-            masks (C, H, W) bool (or float32 logits), iou_predictions (C,) float32,
-            low_res_masks (C, 4h, 4w) float32 logits; with B > 1 prompts a leading B dim.
+            masks (C, H, W) float32 0/1 (or float32 logits), iou_predictions (C,) float32,
+            low_res_masks (C, 4h, 4w) float32 logits; with B > 1 prompts a leading B dim; with an
+            empty box array (0, C, H, W), (0, C) and (0, C, 4h, 4w).
 
         Raises:
             PredictorStateError: no image set (also a RuntimeError like the official's).
@@ -250,17 +237,22 @@ class Sam2ImagePredictor:
             raise PredictorStateError("An image must be set with .set_image(...) before mask prediction.")
         if self._is_batch:
             raise PredictorStateError("a batch of images is set; use predict_batch(...)")
-        mask_t, coords, labels, box_t = self._prep_prompts(point_coords, point_labels, box, mask_input,
-                                                           normalize_coords, 0)
+        mask_t, coords, labels, box_t, empty = self._prep_prompts(point_coords, point_labels, box, mask_input,
+                                                                  normalize_coords, 0)
+        if empty:
+            return self._empty_result(multimask_output, return_logits, 0)
         masks, iou, low = self._predict(coords, labels, box_t, mask_t, multimask_output, return_logits, img_idx=0)
-        return (masks.squeeze(0).cpu().numpy(), iou.squeeze(0).cpu().numpy(), low.squeeze(0).cpu().numpy())
+        return (masks.squeeze(0).float().cpu().numpy(), iou.squeeze(0).cpu().numpy(),
+                low.squeeze(0).cpu().numpy())
 
     def predict_batch(self, point_coords_batch=None, point_labels_batch=None, box_batch=None,
                       mask_input_batch=None, multimask_output: bool = True, return_logits: bool = False,
                       normalize_coords: bool = True):
         """:meth:`predict` for each image of :meth:`set_image_batch`; each ``*_batch`` is a list
-        with one entry per image (or None). Returns three lists (masks, ious, low-res logits).
-        Raises PredictorStateError without a batch set, ValueError for lists of the wrong length."""
+        with one entry per image (or None). Returns three lists (masks float32 0/1 or logits,
+        ious, low-res logits), shaped per image as :meth:`predict` (an empty (0, 4) box array
+        gives that image an empty result). Raises PredictorStateError without a batch set,
+        ValueError for lists of the wrong length or a malformed prompt."""
         if not self._is_image_set or not self._is_batch:
             raise PredictorStateError("a batch of images must be set with .set_image_batch(...) first")
         n = len(self._orig_hw)
@@ -271,11 +263,15 @@ class Sam2ImagePredictor:
         out_m, out_i, out_l = [], [], []
         for i in range(n):
             pick = lambda lst: None if lst is None else lst[i]  # noqa: E731
-            mask_t, coords, labels, box_t = self._prep_prompts(pick(point_coords_batch), pick(point_labels_batch),
-                                                               pick(box_batch), pick(mask_input_batch),
-                                                               normalize_coords, i)
+            mask_t, coords, labels, box_t, empty = self._prep_prompts(
+                pick(point_coords_batch), pick(point_labels_batch), pick(box_batch), pick(mask_input_batch),
+                normalize_coords, i)
+            if empty:
+                for lst, arr in zip((out_m, out_i, out_l), self._empty_result(multimask_output, return_logits, i)):
+                    lst.append(arr)
+                continue
             masks, iou, low = self._predict(coords, labels, box_t, mask_t, multimask_output, return_logits, img_idx=i)
-            out_m.append(masks.squeeze(0).cpu().numpy())
+            out_m.append(masks.squeeze(0).float().cpu().numpy())
             out_i.append(iou.squeeze(0).cpu().numpy())
             out_l.append(low.squeeze(0).cpu().numpy())
         return out_m, out_i, out_l

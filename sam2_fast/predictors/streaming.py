@@ -146,9 +146,11 @@ def iter_frames(source) -> Iterator[np.ndarray]:
         if os.path.isdir(s):
             from ..io.frames import list_frame_files
 
+            from ..io.images import to_rgb
+
             for p in list_frame_files(s):
                 with Image.open(p) as img:
-                    yield np.asarray(img.convert("RGB"))
+                    yield np.asarray(to_rgb(img, str(p)))
             return
         if "://" not in s and not os.path.isfile(s):
             raise ValueError(f"frame source {s!r} does not exist")
@@ -271,11 +273,9 @@ class Sam2VideoFramePrediction:
 
 # ----------------------------------------------------------------------------- prompts
 def _parse_prompt(obj_id, p: dict, state: Sam2VideoState, S: int, h: int, w: int, device) -> dict:
-    if not isinstance(p, dict):
-        raise ValueError(f"prompt for obj_id {obj_id!r} must be a dict with points/labels/box/mask")
-    unknown = set(p) - {"points", "labels", "box", "mask", "frame_idx"}
-    if unknown:
-        raise ValueError(f"prompt for obj_id {obj_id!r}: unknown keys {sorted(unknown)}")
+    from ..prompts import stream_prompt  # the one set of prompt rules
+
+    kind, *val = stream_prompt(obj_id, p, (h, w), S)
     fi = p.get("frame_idx")
     if fi is not None and fi != state.frame_idx:
         when = "already passed" if fi < state.frame_idx else "not arrived yet"
@@ -283,42 +283,13 @@ def _parse_prompt(obj_id, p: dict, state: Sam2VideoState, S: int, h: int, w: int
                          f"the stream is at frame {state.frame_idx}")
     if obj_id in state.removed_ids:
         raise ValueError(f"obj_id {obj_id!r} was removed from this stream and cannot be reused")
-    has_pts = p.get("points") is not None
-    if has_pts != (p.get("labels") is not None):
-        raise ValueError(f"prompt for obj_id {obj_id!r}: points and labels go together")
-    if p.get("mask") is not None:
-        if has_pts or p.get("box") is not None:
-            raise ValueError(f"prompt for obj_id {obj_id!r}: a mask cannot be combined with points or a box")
-        m = torch.as_tensor(np.asarray(p["mask"]) if not isinstance(p["mask"], torch.Tensor) else p["mask"])
-        if m.dim() != 2 or tuple(m.shape) != (h, w):
-            raise ValueError(f"mask for obj_id {obj_id!r} must be ({h}, {w}) like the frame, got {tuple(m.shape)}")
-        m = m.bool()[None, None].float().to(device)
+    if kind == "mask":
+        m = val[0][None, None].float().to(device)
         m = (F.interpolate(m, size=(S, S), align_corners=False, mode="bilinear", antialias=True) >= 0.5).float()
         return {"mask": m}
-    pts = np.zeros((0, 2), np.float32)
-    lbs = np.zeros((0,), np.int32)
-    if has_pts:
-        pts = np.array(p["points"], dtype=np.float32, copy=True).reshape(-1, 2) if np.size(p["points"]) else pts
-        lbs = np.array(p["labels"], copy=True).reshape(-1)
-        if pts.shape[0] != lbs.shape[0]:
-            raise ValueError(f"obj_id {obj_id!r}: {pts.shape[0]} points but {lbs.shape[0]} labels")
-        if not np.isin(lbs, (0, 1)).all():
-            raise ValueError(f"obj_id {obj_id!r}: labels must be 1 (positive) or 0 (negative), got {lbs.tolist()}")
-    if p.get("box") is not None:
-        b = np.array(p["box"], dtype=np.float32, copy=True).reshape(-1)
-        if b.shape != (4,) or b[2] < b[0] or b[3] < b[1]:
-            raise ValueError(f"obj_id {obj_id!r}: box must be x0, y0, x1, y1 with x1 >= x0, y1 >= y0; got {p['box']!r}")
-        pts = np.concatenate([b.reshape(2, 2), pts])
-        lbs = np.concatenate([np.array([2, 3]), lbs])
-    if pts.shape[0] == 0:
-        raise ValueError(f"prompt for obj_id {obj_id!r} has no points, box or mask")
-    if not np.isfinite(pts).all() or (pts < 0).any() or (pts[:, 0] > w).any() or (pts[:, 1] > h).any():
-        raise ValueError(f"obj_id {obj_id!r}: prompt coordinates must lie in the frame "
-                         f"[0, {w}] x [0, {h}] pixels; got {pts.tolist()}")
-    coords = torch.from_numpy(pts)[None]
+    coords, labels = val
     coords = coords / torch.tensor([w, h], dtype=torch.float32) * S
-    return {"points": {"point_coords": coords.to(device),
-                       "point_labels": torch.from_numpy(lbs.astype(np.int32))[None].to(device)}}
+    return {"points": {"point_coords": coords.to(device), "point_labels": labels.to(device)}}
 
 
 # ----------------------------------------------------------------------------- the tracker

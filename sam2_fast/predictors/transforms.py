@@ -51,7 +51,10 @@ def preprocess_image(image: np.ndarray, image_size: int, device: torch.device,
     """(H, W, 3) uint8 RGB -> (1, 3, S, S) normalized tensor: /255, bilinear resize with
     antialias (torchvision ``Resize`` on tensors), then ImageNet mean/std. Computed in fp32,
     returned in ``dtype``."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
+    arr = np.ascontiguousarray(image)
+    if not arr.flags.writeable:  # np.asarray(PIL image) is read-only; torch warns on those
+        arr = arr.copy()
+    x = torch.from_numpy(arr).to(device).permute(2, 0, 1)[None].float() / 255.0
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)

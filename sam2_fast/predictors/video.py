@@ -25,7 +25,9 @@ Differences from the official, all on purpose:
   ``memory_temporal_stride_for_eval * num_maskmem`` frames each side); the interacted frame is
   kept.
 * Bad input (frame index out of range, wrong mask size, malformed points/boxes, ...) raises
-  ``ValueError`` before the state is touched, so the state stays usable; no tqdm/prints.
+  ``ValueError`` before the state is touched, so the state stays usable. Prompts follow the
+  rules of :mod:`sam2_fast.prompts`. ``propagate_in_video`` shows a tqdm bar like the official
+  (``progress=False`` turns it off); nothing else prints.
 """
 
 from __future__ import annotations
@@ -87,6 +89,16 @@ class Sam2VideoPredictor:
         self.memory_dtype = memory_dtype
         self.batch_objects = batch_objects
         self.core = TrackingCore(self.model, cuda_graphs)
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs) -> "Sam2VideoPredictor":
+        """Official ``SAM2VideoPredictor.from_pretrained``: a Hugging Face id
+        (``"facebook/sam2.1-hiera-tiny"``) or a sam2_fast name, downloaded once into the cache
+        of :mod:`sam2_fast.hub`; see :func:`sam2_fast.build.build_sam2_video_predictor_hf`.
+        Raises HubError (a ValueError) for an unknown id or offline without a cached file."""
+        from sam2_fast.build import build_sam2_video_predictor_hf
+
+        return build_sam2_video_predictor_hf(model_id, **kwargs)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -249,43 +261,15 @@ class Sam2VideoPredictor:
 
         Raises:
             ValueError: frame out of range; points without labels or vice versa; neither
-                points nor box; malformed shapes; a box with ``clear_old_points=False``.
+                points nor box; malformed shapes; a box with ``clear_old_points=False``; NaN/inf,
+                labels outside (-1, 0, 1, 2, 3), an inverted or empty box (the rules of
+                :mod:`sam2_fast.prompts`; coordinates outside the frame are accepted).
         """
         frame_idx = self._check_frame_idx(inference_state, frame_idx)
         self._check_obj_id(obj_id)
-        if (points is not None) != (labels is not None):
-            raise ValueError("points and labels must be provided together")
-        if points is None and box is None:
-            raise ValueError("at least one of points or box must be provided as input")
-        if box is not None and not clear_old_points:
-            raise ValueError(
-                "cannot add a box with clear_old_points=False: a box must come before any "
-                "click on the frame (use clear_old_points=True)")
-        pts = torch.zeros(1, 0, 2, dtype=torch.float32)
-        lbs = torch.zeros(1, 0, dtype=torch.int32)
-        if points is not None:
-            pts = torch.as_tensor(np.asarray(points) if not isinstance(points, torch.Tensor)
-                                  else points).to(torch.float32).cpu()
-            lbs = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor)
-                                  else labels).to(torch.int32).cpu()
-            if pts.dim() == 2:
-                pts = pts.unsqueeze(0)
-            if lbs.dim() == 1:
-                lbs = lbs.unsqueeze(0)
-            if pts.dim() != 3 or pts.shape[0] != 1 or pts.shape[2] != 2:
-                raise ValueError(f"points must be (N, 2) or (1, N, 2), got {tuple(pts.shape)}")
-            if lbs.dim() != 2 or lbs.shape != pts.shape[:2]:
-                raise ValueError(f"labels must be (N,) matching points {tuple(pts.shape)}, "
-                                 f"got {tuple(lbs.shape)}")
-            if not torch.isfinite(pts).all():
-                raise ValueError("points must be finite")
-        if box is not None:
-            b = torch.as_tensor(np.asarray(box) if not isinstance(box, torch.Tensor)
-                                else box).to(torch.float32).cpu()
-            if b.numel() != 4 or not torch.isfinite(b).all():
-                raise ValueError(f"box must hold 4 finite numbers x0, y0, x1, y1, got {box!r}")
-            pts = torch.cat([b.reshape(1, 2, 2), pts], dim=1)
-            lbs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), lbs], dim=1)
+        from sam2_fast.prompts import video_points_and_box  # the one set of prompt rules
+
+        pts, lbs = video_points_and_box(points, labels, box, clear_old_points=clear_old_points)
         if normalize_coords:
             pts = pts / torch.tensor([inference_state["video_width"],
                                       inference_state["video_height"]], dtype=torch.float32)
@@ -345,15 +329,11 @@ class Sam2VideoPredictor:
         """
         frame_idx = self._check_frame_idx(inference_state, frame_idx)
         self._check_obj_id(obj_id)
-        m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
-        if m.dim() != 2:
-            raise ValueError(f"mask must be 2-D (H, W), got shape {tuple(m.shape)}")
+        from sam2_fast.prompts import check_mask  # the one set of prompt rules
+
         vh, vw = inference_state["video_height"], inference_state["video_width"]
         s = self.image_size
-        if tuple(m.shape) not in ((vh, vw), (s, s)):
-            raise ValueError(
-                f"mask has size {tuple(m.shape)}; expected the video size ({vh}, {vw}) or the "
-                f"model input size ({s}, {s})")
+        m = check_mask(mask, [(vh, vw), (s, s)])
         m = m.bool()[None, None].float().to(inference_state["device"])
         if tuple(m.shape[-2:]) != (s, s):
             m = F.interpolate(m, size=(s, s), align_corners=False, mode="bilinear",
@@ -478,13 +458,16 @@ class Sam2VideoPredictor:
     @torch.inference_mode()
     def propagate_in_video(self, inference_state: dict, start_frame_idx: Optional[int] = None,
                            max_frame_num_to_track: Optional[int] = None,
-                           reverse: bool = False) -> Iterator[Tuple[int, List, torch.Tensor]]:
+                           reverse: bool = False, progress: bool = True
+                           ) -> Iterator[Tuple[int, List, torch.Tensor]]:
         """Track every object through the video (official ``propagate_in_video``).
 
         Args:
             start_frame_idx: first frame (default: the earliest conditioning frame).
             max_frame_num_to_track: number of frames after the start (default: all).
             reverse: track towards frame 0.
+            progress: show a tqdm progress bar on stderr ("propagate in video", as the
+                official); False turns it off (not in the official).
 
         Yields:
             (frame_idx, obj_ids, video_res_masks (num_objects, 1, H, W) float32 logits).
@@ -515,7 +498,9 @@ class Sam2VideoPredictor:
             end = min(start_frame_idx + max_frame_num_to_track, num_frames - 1)
             order = range(start_frame_idx, end + 1)
         device = inference_state["device"]
-        for frame_idx in order:
+        from tqdm.auto import tqdm
+
+        for frame_idx in tqdm(order, desc="propagate in video", disable=not progress):
             pred: List[Optional[torch.Tensor]] = [None] * batch_size
             to_track = []
             for obj_idx in range(batch_size):
@@ -707,28 +692,12 @@ class Sam2VideoPredictor:
         return self._stored(inference_state, out.with_memory(f, p))
 
 
-def build_sam2_video_predictor(config=None, checkpoint=None, *, device=None, dtype=None,
-                               image_size: Optional[int] = None, backend: str = "auto",
-                               **predictor_kwargs) -> Sam2VideoPredictor:
-    """Build a model with :func:`sam2_fast.build.build_sam2` and wrap it in a
-    :class:`Sam2VideoPredictor` (official ``sam2.build_sam.build_sam2_video_predictor`` with
-    ``apply_postprocessing=True``: ``fill_hole_area=8`` unless given).
+def build_sam2_video_predictor(*args, **kwargs) -> Sam2VideoPredictor:
+    """:func:`sam2_fast.build.build_sam2_video_predictor` (the official arguments), kept here
+    for code that imports it from this module."""
+    from sam2_fast.build import build_sam2_video_predictor as build
 
-    Args:
-        config, checkpoint, device, dtype, image_size, backend: as ``build_sam2``.
-        **predictor_kwargs: ``Sam2VideoPredictor`` options (``fill_hole_area``,
-            ``non_overlap_masks``, ``clear_non_cond_mem_around_input``,
-            ``add_all_frames_to_correct_as_cond``, ``memory_dtype``).
-
-    Raises:
-        whatever ``build_sam2`` raises (unknown config, bad checkpoint), ValueError for bad
-        predictor options.
-    """
-    from sam2_fast.build import build_sam2
-
-    model = build_sam2(config, checkpoint, device=device, dtype=dtype, image_size=image_size,
-                       backend=backend)
-    return Sam2VideoPredictor(model, **predictor_kwargs)
+    return build(*args, **kwargs)
 
 
 __all__ = ["Sam2VideoPredictor", "build_sam2_video_predictor", "fill_holes_in_mask_scores",
