@@ -426,9 +426,13 @@ def _backend(args) -> str:
 
     dev = _device(args)
     try:
-        return resolve_backend(args.backend, torch.device(dev))
+        resolved = resolve_backend(args.backend, torch.device(dev))
     except RuntimeError as e:
         raise CliError(f"--backend {args.backend}: {e}; use --backend auto or torch") from None
+    if resolved == "triton" and args.backend == "auto":
+        # auto on CUDA picks per op and shape (sam2_fast.kernels.profile)
+        return "auto: Triton where the kernel profile measured it faster than torch, else torch"
+    return resolved
 
 
 def _model_plan(args, ckpt: Path) -> Tuple[object, Optional[CheckpointInfo]]:

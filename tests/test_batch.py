@@ -223,7 +223,7 @@ def test_bad_prompt_for_its_size_is_a_failed_video(ckpt, data, tmp_path):
     out = tmp_path / "out"
     assert _run_local(ckpt, m, out) == 2
     st = {r["id"]: r for r in _status(out)}
-    assert st["outside"]["error"].startswith("ValueError") and "must lie in the frame" in st["outside"]["error"]
+    assert st["outside"]["error"].startswith("ValueError") and "is outside the" in st["outside"]["error"]
     assert "prompt frame 9 is past the end" in st["late"]["error"]
     assert st["ok"]["status"] == "done" and st["ok"]["frames"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["ok", "status.jsonl", "summary.json"]

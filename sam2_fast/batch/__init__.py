@@ -14,8 +14,9 @@ Every line is checked before any video runs (:func:`load_manifest`); a bad line 
 with its line number and nothing runs unless ``skip_invalid``.
 
 Each video goes through the streaming engine's public API (:class:`sam2_fast.Sam2`:
-``new_video_state`` + ``predict_video_frame`` on frames from :func:`sam2_fast.iter_frames`,
-PyAV for video files and Pillow for frame folders; ``Sam2.track(prompts="auto")`` for
+``new_video_state`` + ``predict_video_frame`` on frames decoded ahead on a thread by
+:func:`sam2_fast.io.sources.iter_source_frames`, PyAV for video files and Pillow for frame
+folders, turned upright like ``sam2-fast video`` does; ``Sam2.track(prompts="auto")`` for
 ``"auto"``). Its outputs, ``OUT/<id>/``, have the layout of ``sam2-fast video``: one DAVIS
 palette PNG per tracked frame named like the frame (``00000.png`` ... for a video file), the
 COCO-RLE JSON per frame with ``format="rle"``/``"both"``, ``run.json``, ``overlay.mp4`` with

@@ -12,7 +12,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -204,38 +203,6 @@ def _commit(staging: Path, final: Path) -> bool:
     return True
 
 
-@dataclass
-class _Source:
-    kind: str  # "folder" | "file"
-    names: Optional[List[str]]
-    num_frames: Optional[int]
-    fps: Optional[float]
-
-
-def _probe(video: str) -> _Source:
-    """Frame names/count/fps of a folder or video file without decoding frames.
-    Raises RuntimeError for an unreadable file, ValueError for an empty folder."""
-    from ..io import av_errors
-    from ..io.frames import list_frame_files
-
-    if os.path.isdir(video):
-        files = list_frame_files(video)
-        return _Source("folder", [os.path.splitext(os.path.basename(f))[0] for f in files], len(files), None)
-    import av
-
-    try:
-        with av.open(video) as c:
-            if not c.streams.video:
-                raise RuntimeError(f"cannot read video {video}: no video stream")
-            st = c.streams.video[0]
-            rate = st.average_rate or st.guessed_rate
-            n = int(st.frames or 0)
-    except av_errors() as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RuntimeError(f"cannot read video {video}: {msg}") from None
-    return _Source("file", None, n if n > 0 else None, float(rate) if rate else None)
-
-
 def _load_mask(path: str, value: Optional[int]) -> np.ndarray:
     """A mask prompt image -> (H, W) bool: pixels == value, or non-zero (palette index /
     grey level; RGB converted to grey). Raises OSError for an unreadable image."""
@@ -248,17 +215,29 @@ def _load_mask(path: str, value: Optional[int]) -> np.ndarray:
     return arr == value if value is not None else arr != 0
 
 
-def _engine_prompts(frame_prompts: Dict[int, dict]) -> Dict[int, dict]:
+def _engine_prompts(frame_prompts: Dict[int, dict], frame_idx: int, frame_hw: Tuple[int, int],
+                    clipped: List[dict]) -> Dict[int, dict]:
+    """A manifest frame's prompts for the stream, checked by the command line's rules now that
+    the frame size is known (:func:`sam2_fast.prompts.command_line_rules`: a click outside the
+    frame is an error, a box crossing the border is clipped and recorded in ``clipped``)."""
+    from ..prompts import command_line_rules
+
     out = {}
     for oid, p in frame_prompts.items():
         q = {}
         if "mask" in p:
             q["mask"] = _load_mask(p["mask"], p.get("mask_value"))
+        where = f" of object {oid} on frame {frame_idx}"
+        used, given = command_line_rules(p.get("points", []), p.get("labels", []),
+                                         [p["box"]] if "box" in p else [], frame_hw, where)
         if "points" in p:
             q["points"] = np.asarray(p["points"], dtype=np.float32)
             q["labels"] = np.asarray(p["labels"], dtype=np.int32)
         if "box" in p:
-            q["box"] = np.asarray(p["box"], dtype=np.float32)
+            q["box"] = np.asarray(used[0], dtype=np.float32)
+            if given[0] is not None:
+                clipped.append({"obj_id": oid, "frame": frame_idx, "given": list(given[0]),
+                                "used": list(used[0])})
         out[oid] = q
     return out
 
@@ -295,70 +274,50 @@ class _FrameTap:
             yield f
 
 
-class _Writer:
-    """Writes one video's per-frame outputs into its staging folder. The PNG/JSON encoding and
-    the overlay run on one background thread (in frame order), overlapping the next frame's
-    tracking; at most ``MAX_PENDING`` frames wait. :meth:`close` waits for them and raises the
-    first error."""
+class _LazyWriter:
+    """A :class:`~sam2_fast.io.video_output.FrameOutputWriter` made at the first frame (whose
+    size it takes), writing the layout of ``sam2-fast video`` into the staging folder."""
 
-    MAX_PENDING = 8
+    def __init__(self, staging: Path, src, opts: OutputOptions, note: Optional[str]) -> None:
+        self.staging, self.src, self.opts, self.note = staging, src, opts, note
+        self._w = None
+        self.clipped_boxes: List[dict] = []
+        self.size: Optional[Tuple[int, int]] = None
 
-    def __init__(self, staging: Path, src: _Source, opts: OutputOptions, note: Optional[str]) -> None:
-        from ..io.pipeline import OrderedWriter
-
-        self.staging = staging
-        self.src = src
-        self.opts = opts
-        self.note = note
-        self.video = None
-        self.frames = 0
-        self.first: Optional[int] = None
-        self.last: Optional[int] = None
-        self._writer = OrderedWriter(self.MAX_PENDING, name="sam2-fast-batch-write")
+    def _names(self, idx: int) -> str:
+        return self.src.frame_name(idx)
 
     def write(self, idx: int, frame: np.ndarray, pred) -> None:
-        masks = pred.masks.detach().cpu().numpy()[:, 0]
-        scores = pred.object_score_logits.detach().float().cpu().numpy().reshape(-1)
-        obj_ids = [int(o) for o in pred.obj_ids]
-        name = self.src.names[idx] if self.src.names is not None else f"{idx:05d}"
-        self._writer.submit(self._files, idx, name, frame, masks, obj_ids, scores)
-        self.frames += 1
-        self.first = idx if self.first is None else self.first
-        self.last = idx
+        if self._w is None:
+            from ..io.video_output import FrameOutputWriter, OutputOptions as IoOptions
 
-    def _files(self, idx: int, name: str, frame: np.ndarray, masks: np.ndarray, obj_ids: List[int],
-               scores: np.ndarray) -> None:
-        from ..io.masks import (VideoWriter, combine_object_masks, overlay_masks, rle_frame_record,
-                                save_json, save_palette_png)
+            h, w = frame.shape[:2]
+            self.size = (h, w)
+            io_opts = IoOptions(self.opts.format,
+                                self.staging / "overlay.mp4" if self.opts.overlay else None,
+                                self.opts.fps or self.src.fps or 24.0)
+            self._w = FrameOutputWriter(self.staging, w, h, self._names, io_opts, self.note)
+        self._w.write(idx, frame, pred)
 
-        h, w = frame.shape[:2]
-        index = combine_object_masks(masks, obj_ids) if obj_ids else np.zeros((h, w), np.uint8)
-        if self.opts.format in ("png", "both"):
-            save_palette_png(self.staging / f"{name}.png", index, note=self.note)
-        if self.opts.format in ("rle", "both"):
-            if obj_ids:
-                rec = rle_frame_record(idx, obj_ids, masks, name, object_scores=scores, note=self.note)
-            else:
-                rec = {"frame_index": idx, "frame_name": name, "height": h, "width": w, "objects": []}
-                if self.note:
-                    rec["note"] = self.note
-            save_json(self.staging / f"{name}.json", rec)
-        if self.opts.overlay:
-            if self.video is None:
-                self.video = VideoWriter(self.staging / "overlay.mp4", w, h,
-                                         fps=self.opts.fps or self.src.fps or 24.0,
-                                         metadata={"comment": self.note} if self.note else None)
-            self.video.write(overlay_masks(frame, index, banner="RANDOM WEIGHTS" if self.note else None))
+    @property
+    def frames(self) -> int:
+        return 0 if self._w is None else self._w.frames
+
+    @property
+    def first(self) -> Optional[int]:
+        return None if self._w is None else self._w.first
+
+    @property
+    def last(self) -> Optional[int]:
+        return None if self._w is None else self._w.last
 
     def close(self) -> None:
-        self._writer.close()
-        if self.video is not None:
-            self.video.close()
+        if self._w is not None:
+            self._w.close()
 
     def abort(self) -> None:
-        self._writer.abort()
-        if self.video is not None:
-            self.video.abort()
+        if self._w is not None:
+            self._w.abort()
 
 
 def _prompt_records(job: VideoJob):
@@ -376,14 +335,14 @@ def _prompt_records(job: VideoJob):
 
 
 def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
-           on_frame: Optional[Callable[[], None]]) -> Tuple[_Writer, float]:
+           on_frame: Optional[Callable[[], None]]) -> Tuple[_LazyWriter, float]:
     """Track ``job`` into ``staging``. Returns (writer, tracking seconds). Raises on any error."""
     from ..io.masks import RANDOM_WEIGHTS_NOTE
-    from ..predictors.streaming import iter_frames
+    from ..io.sources import iter_source_frames, open_video
 
-    src = _probe(job.video)
+    src = open_video(job.video)  # frames turned upright (EXIF, video rotation) as the CLI
     note = RANDOM_WEIGHTS_NOTE if lm.info["random_weights"] else None
-    writer = _Writer(staging, src, opts, note)
+    writer = _LazyWriter(staging, src, opts, note)
     sam = lm.sam
     hook = _fault_hook(job.id)
     t0 = time.perf_counter()
@@ -394,7 +353,8 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
     if n is not None:  # the video length bounds the object-pointer window, as offline
         n = (n if stop is None else min(n, stop)) - start
     state = sam.new_video_state(n if n is not None and n > 0 else None)
-    frames = prefetch(islice(iter_frames(job.video), stop), depth=4, name="sam2-fast-batch-decode")
+    frames = prefetch(iter_source_frames(src, 0, None if stop is None else stop - 1), depth=4,
+                      name="sam2-fast-batch-decode")
     tap = _FrameTap(frames, hook)
     try:
         if auto:
@@ -409,7 +369,8 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
                 if idx < start:
                     continue
                 p = pending.pop(idx, None)
-                pred = sam.predict_video_frame(state, frame, _engine_prompts(p) if p else None)
+                p = _engine_prompts(p, idx, frame.shape[:2], writer.clipped_boxes) if p else None
+                pred = sam.predict_video_frame(state, frame, p)
                 writer.write(idx, frame, pred)
                 if on_frame is not None:
                     on_frame()
@@ -452,7 +413,10 @@ def process_video(job: VideoJob, model: _LoadedModel, out: PathLike, opts: Outpu
         run = {"command": "batch", "id": job.id, "manifest_line": job.line, "video": job.video,
                **{k: info[k] for k in ("checkpoint", "config", "image_size", "device", "dtype",
                                        "backend", "random_weights")},
+               "backend_requested": model.spec.backend, "sample": False,
                "engine": "streaming", "frames": [writer.first, writer.last], "reverse": False,
+               "width": writer.src.width, "height": writer.src.height,
+               **writer.src.orientation_record(), "clipped_boxes": writer.clipped_boxes,
                "num_frames_written": writer.frames, "format": opts.format,
                "overlay": "overlay.mp4" if opts.overlay else None,
                "prompts": _prompt_records(job), "max_frames": job.max_frames,

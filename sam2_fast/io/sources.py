@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 
@@ -128,43 +128,51 @@ def open_video(path_str: str, apply_orientation: bool = True) -> VideoSource:
                        apply_orientation=apply_orientation, rotation=rotation)
 
 
-def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray]:
-    """RGB uint8 frames lo..hi (inclusive; None = to the end) of a video, turned upright when
-    ``src.apply_orientation``; PIL modes converted by :func:`sam2_fast.io.images.to_rgb`.
+def iter_source_frames(src: VideoSource, lo: int = 0, hi: Optional[int] = None) -> Iterator[np.ndarray]:
+    """Decode RGB uint8 frames lo..hi (inclusive; None = to the end) one at a time, turned
+    upright when ``src.apply_orientation``; PIL modes converted by
+    :func:`sam2_fast.io.images.to_rgb`. Nothing beyond the current frame is held.
 
-    Raises:
-        ValueError: unreadable frames, or frames of differing sizes (naming the frame).
+    Raises (while iterating):
+        ValueError: an unreadable frame, or a frame of another size than frame 0 (naming it).
     """
-    frames: List[np.ndarray] = []
-    names: List[str] = []
+
+    def checked(name: str, arr: np.ndarray) -> np.ndarray:
+        if arr.shape[:2] != (src.height, src.width):
+            raise ValueError(f"video frame {name} is {arr.shape[1]}x{arr.shape[0]} but frame 0 is "
+                             f"{src.width}x{src.height}: all frames must have one size")
+        return arr
+
     if src.kind == "folder":
-        hi = src.num_frames - 1 if hi is None else hi
-        for f in src.frame_files[lo:hi + 1]:
+        last = src.num_frames - 1 if hi is None else hi
+        for f in src.frame_files[lo:last + 1]:
             try:
                 arr, _ = load_image(f, src.apply_orientation)
             except ValueError as e:
                 raise ValueError(str(e).replace("cannot read image", "cannot read video frame", 1)) from None
-            frames.append(arr)
-            names.append(f)
-    else:
-        import av
+            yield checked(f, arr)
+        return
+    import av
 
-        try:
-            with av.open(str(src.path)) as c:
-                for i, fr in enumerate(c.decode(video=0)):
-                    if i < lo:
-                        continue
-                    arr = fr.to_ndarray(format="rgb24")
-                    if src.apply_orientation:
-                        arr = _upright(arr, int(round(fr.rotation or 0)))
-                    frames.append(arr)
-                    names.append(f"frame {i}")
-                    if hi is not None and i >= hi:
-                        break
-        except av_errors() as e:
-            raise ValueError(f"cannot decode video {src.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    for name, f in zip(names, frames):
-        if f.shape[:2] != (src.height, src.width):
-            raise ValueError(f"video frame {name} is {f.shape[1]}x{f.shape[0]} but frame 0 is "
-                             f"{src.width}x{src.height}: all frames must have one size")
-    return frames
+    try:
+        with av.open(str(src.path)) as c:
+            for i, fr in enumerate(c.decode(video=0)):
+                if i < lo:
+                    continue
+                arr = fr.to_ndarray(format="rgb24")
+                if src.apply_orientation:
+                    arr = _upright(arr, int(round(fr.rotation or 0)))
+                yield checked(f"frame {i}", arr)
+                if hi is not None and i >= hi:
+                    break
+    except av_errors() as e:
+        raise ValueError(f"cannot decode video {src.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray]:
+    """:func:`iter_source_frames` lo..hi as a list.
+
+    Raises:
+        ValueError: unreadable frames, or frames of differing sizes (naming the frame).
+    """
+    return list(iter_source_frames(src, lo, hi))
