@@ -584,6 +584,11 @@ def cmd_video(args) -> int:
         _print_plan(plan)
         return 0
 
+    if not args.reverse and all(p.frame == start for p in prompts):
+        # forward tracking from the prompted frame: frame by frame through the streaming engine,
+        # never holding the video (same results as the offline predictor: prompts on one frame)
+        return _video_streaming(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
+                                first, last)
     staging = _staging(args, out_dir)
     ok = False
     try:
@@ -649,7 +654,8 @@ def cmd_video(args) -> int:
         wall = time.perf_counter() - t0
         track_s = time.perf_counter() - t_track
         manifest = {
-            "command": "video", "video": str(src.path), "sample": bool(args.sample),
+            "command": "video", "engine": "offline", "complete": True,
+            "video": str(src.path), "sample": bool(args.sample),
             "checkpoint": str(ckpt), "config": cfg.name, "image_size": cfg.image_size,
             "device": str(predictor.device), "dtype": args.dtype, "backend": backend,
             "backend_requested": args.backend, "random_weights": bool(random_note),
@@ -671,6 +677,114 @@ def cmd_video(args) -> int:
     finally:
         if not ok:
             staging.discard()
+    if not args.quiet:
+        print(f"{done} frames in {wall:.1f} s ({done / track_s:.2f} frames/s tracking) -> {out_dir}"
+              + (f", overlay {overlay}" if overlay else ""))
+    return 0
+
+
+def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_dir: Path,
+                     overlay: Optional[Path], first: int, last: int) -> int:
+    """``sam2-fast video`` forward from the prompted frame through the streaming engine:
+    frames decoded ahead on a thread (pinned and copied asynchronously on CUDA), one
+    ``predict_video_frame`` per frame, masks written by a bounded writer thread. Memory stays
+    flat whatever the video's length.
+
+    A failure in the middle (an unreadable frame, a frame of another size, a write error such as
+    a full disk) keeps the frames already written, marks run.json ``"complete": false`` with the
+    error, and exits 2; Ctrl-C/SIGTERM leave nothing (the staging folder is removed)."""
+    import torch
+
+    from .api import Sam2
+    from .build import build_sam2
+    from .io.masks import save_json
+    from .io.pipeline import device_frames
+    from .io.sources import iter_source_frames
+    from .io.video_output import FrameOutputWriter, OutputOptions
+
+    staging = _staging(args, out_dir)
+    ok = False
+    done, error = 0, None
+    try:
+        random_note = _random_note(info, ckpt)
+        model = build_sam2(args.config, str(ckpt), device=_device(args), dtype=args.dtype,
+                           image_size=args.image_size, backend=args.backend)
+        sam = Sam2(model)
+        n_proc = last - first + 1
+        state = sam.new_video_state(num_frames=n_proc)
+        stream_prompts: Dict[int, dict] = {}
+        for p in prompts:
+            q: dict = {}
+            if p.points:
+                q["points"], q["labels"] = p.points, p.labels
+            if p.box is not None:
+                q["box"] = list(p.box)
+            stream_prompts[p.obj_id] = q
+        opts = OutputOptions(args.format, staging.add_extra(overlay) if overlay else None,
+                             args.fps or src.fps or 24.0)
+        writer = FrameOutputWriter(staging.path("."), src.width, src.height, src.frame_name,
+                                   opts, random_note)
+        from tqdm.auto import tqdm
+
+        t0 = t_track = time.perf_counter()
+        frames = device_frames(iter_source_frames(src, first, last), model.device, depth=8,
+                               keep_host=True)
+        try:
+            with tqdm(total=n_proc, unit="frame", desc="tracking", disable=args.quiet,
+                      file=sys.stderr, dynamic_ncols=True) as bar:
+                try:
+                    for i, (host, frame) in enumerate(frames):
+                        pred = sam.predict_video_frame(state, frame,
+                                                       stream_prompts if i == 0 else None)
+                        writer.write(first + i, host, pred)
+                        bar.update(1)
+                except (ValueError, RuntimeError, OSError) as e:  # keep what was tracked
+                    error = e
+            try:
+                writer.close()
+            except (ValueError, RuntimeError, OSError) as e:
+                error = error or e
+                writer.abort()
+            done = writer.written
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            frames.close()
+        if done == 0 and error is not None:
+            raise error
+        wall = time.perf_counter() - t0
+        track_s = time.perf_counter() - t_track
+        manifest = {
+            "command": "video", "engine": "streaming", "complete": error is None,
+            "video": str(src.path), "sample": bool(args.sample),
+            "checkpoint": str(ckpt), "config": cfg.name, "image_size": cfg.image_size,
+            "device": str(model.device), "dtype": args.dtype, "backend": backend,
+            "backend_requested": args.backend, "random_weights": bool(random_note),
+            "frames": [first, first + done - 1], "reverse": False, "num_frames_written": done,
+            "width": src.width, "height": src.height, **src.orientation_record(),
+            "format": args.format, "overlay": str(overlay) if overlay else None,
+            "prompts": [{"obj_id": p.obj_id, "frame": p.frame, "points": p.points,
+                         "labels": p.labels, "box": p.box} for p in prompts],
+            "clipped_boxes": [{"obj_id": p.obj_id, "frame": p.frame, "given": list(p.box_given),
+                               "used": list(p.box)} for p in prompts if p.box_given is not None],
+            "wall_s": round(wall, 3), "tracking_s": round(track_s, 3),
+            "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
+            "cuda_graphs": sam.graph_stats if torch.device(model.device).type == "cuda" else None,
+        }
+        if error is not None:
+            manifest["error"] = _one_line(error)
+        if random_note:
+            manifest["note"] = random_note
+        save_json(staging.path("run.json"), manifest)
+        staging.commit()
+        ok = True
+    finally:
+        if not ok:
+            staging.discard()
+    if error is not None:
+        raise CliError(f"{_one_line(error)} (stopped after {done} frames; they were written to "
+                       f"{out_dir}, run.json says complete: false)")
     if not args.quiet:
         print(f"{done} frames in {wall:.1f} s ({done / track_s:.2f} frames/s tracking) -> {out_dir}"
               + (f", overlay {overlay}" if overlay else ""))

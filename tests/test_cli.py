@@ -157,8 +157,9 @@ def test_video_dry(ckpt, tmp_path, capsys):
 
 
 @needs_data
-def test_video_write_failure_cleans_up(ckpt, tmp_path, monkeypatch, capsys):
-    """A failure in the middle (disk full on frame 2) leaves neither masks nor the overlay."""
+def test_video_write_failure_keeps_written_frames(ckpt, tmp_path, monkeypatch, capsys):
+    """A write failure in the middle (disk full on frame 1): one clear line, exit 2, the frames
+    written before it kept, run.json marks the run incomplete with the error; no overlay."""
     import sam2_fast.io.masks as masks_mod
 
     real = masks_mod.save_palette_png
@@ -171,10 +172,43 @@ def test_video_write_failure_cleans_up(ckpt, tmp_path, monkeypatch, capsys):
         return real(path, *a, **k)
 
     monkeypatch.setattr(masks_mod, "save_palette_png", flaky)
-    _assert_bad(capsys, ["video", str(BEDROOM), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
-                         "--out", str(tmp_path / "out"), "--overlay", str(tmp_path / "ov.mp4"),
-                         "--max-frames", "3", *SMALL], "No space left", tmp_path)
-    assert len(calls) == 2
+    out = tmp_path / "out"
+    assert main(["video", str(BEDROOM), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
+                 "--out", str(out), "--overlay", str(tmp_path / "ov.mp4"), "--max-frames", "3",
+                 *SMALL]) == 2
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if "error" in ln]
+    assert len(err) == 1 and "No space left" in err[0] and "complete: false" in err[0], err
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] is False and "No space left" in run["error"]
+    assert run["num_frames_written"] == 1 and run["frames"] == [0, 0]
+    assert sorted(p.name for p in out.glob("*.png")) == ["00000.png"]
+    assert len(calls) == 2 and not (tmp_path / "ov.mp4").exists()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("bad", ["unreadable", "other_size"])
+def test_video_bad_frame_mid_video_keeps_written_frames(ckpt, tmp_path, capsys, monkeypatch, bad):
+    """A frame that cannot be read, or has another size, in the middle of a folder: the frames
+    before it are kept and run.json says the run is incomplete. Forward tracking streams: the
+    whole video is never loaded (read_frames is not called)."""
+    import sam2_fast.cli as cli_mod
+
+    monkeypatch.setattr(cli_mod, "read_frames", lambda *a, **k: pytest.fail("loaded the video"))
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(3):
+        shutil.copy(BEDROOM / f"{i:05d}.jpg", d / f"{i:05d}.jpg")
+    if bad == "unreadable":
+        (d / "00002.jpg").write_bytes(b"not a jpeg")
+    else:
+        Image.open(BEDROOM / "00002.jpg").resize((100, 60)).save(d / "00002.jpg")
+    out = tmp_path / "out"
+    assert main(["video", str(d), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
+                 "--out", str(out), *SMALL]) == 2
+    assert "00002" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] is False and run["num_frames_written"] == 2
+    assert sorted(p.name for p in out.glob("*.png")) == ["00000.png", "00001.png"]
 
 
 @needs_data

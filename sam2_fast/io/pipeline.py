@@ -105,28 +105,36 @@ def _pinned(frame) -> torch.Tensor:
     return t.pin_memory()
 
 
-def device_frames(frames: Iterable, device, depth: int = 4) -> Iterator:
+def device_frames(frames: Iterable, device, depth: int = 4, keep_host: bool = False) -> Iterator:
     """Decode ``frames`` ahead (:func:`prefetch`) and deliver them where the model runs.
 
     Args:
         frames: an iterable of (H, W, 3) uint8 RGB frames (e.g.
-            :func:`sam2_fast.predictors.streaming.iter_frames`).
+            :func:`sam2_fast.io.sources.iter_source_frames`).
         device: the model's device.
         depth: frames decoded ahead.
+        keep_host: also yield the host array (for writers that draw on the frame).
 
     Yields:
-        on CUDA, (H, W, 3) uint8 CUDA tensors (copied asynchronously from pinned memory); on
-        other devices, the frames unchanged.
+        on CUDA, (H, W, 3) uint8 CUDA tensors (copied asynchronously from pinned memory that the
+        decode thread filled); on other devices, the frames unchanged. With ``keep_host``,
+        (host array, that frame) pairs.
 
     Raises:
         ValueError: a frame that is not (H, W, 3) uint8 (on CUDA); the source's own errors.
     """
     device = torch.device(device)
     if device.type != "cuda":
-        yield from prefetch(frames, depth)
+        for f in prefetch(frames, depth):
+            yield (f, f) if keep_host else f
         return
-    for pinned in prefetch(frames, depth, transform=_pinned):
-        yield pinned.to(device, non_blocking=True)
+
+    def pin(f):
+        return f, _pinned(f)
+
+    for host, pinned in prefetch(frames, depth, transform=pin):
+        dev = pinned.to(device, non_blocking=True)
+        yield (host, dev) if keep_host else dev
 
 
 class OrderedWriter:

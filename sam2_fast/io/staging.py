@@ -156,6 +156,8 @@ class Staging:
         """Make the staged outputs the real ones (see the module docstring for the atomicity).
         Raises OSError when the file system refuses."""
         for staged, target in self.extra.items():
+            if not staged.exists():  # not produced (a run that stopped early): nothing to move
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
             shutil.move(str(staged), str(tmp))

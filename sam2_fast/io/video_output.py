@@ -84,8 +84,10 @@ class FrameOutputWriter:
         self.note = note
         self.video = None
         self.frames = 0
+        self.written = 0
         self.first: Optional[int] = None
         self.last: Optional[int] = None
+        self._failed = False
         self._writer = OrderedWriter(max_pending, name="sam2-fast-write")
 
     def write(self, idx: int, frame: Optional[np.ndarray], pred) -> None:
@@ -98,10 +100,22 @@ class FrameOutputWriter:
         """
         host = _HostMasks(pred)
         obj_ids = [int(o) for o in pred.obj_ids]
-        self._writer.submit(self._files, idx, self.frame_name(idx), frame, host, obj_ids)
+        self._writer.submit(self._job, idx, self.frame_name(idx), frame, host, obj_ids)
         self.frames += 1
         self.first = idx if self.first is None else self.first
         self.last = idx
+
+    def _job(self, *args) -> None:
+        """One frame's files; after a failure the later frames are skipped, so the frames on
+        disk are always the first ``written`` ones, without gaps."""
+        if self._failed:
+            return
+        try:
+            self._files(*args)
+        except BaseException:
+            self._failed = True
+            raise
+        self.written += 1
 
     def _files(self, idx: int, name: str, frame: Optional[np.ndarray], host: _HostMasks,
                obj_ids: List[int]) -> None:
@@ -128,16 +142,21 @@ class FrameOutputWriter:
             self.video.write(overlay_masks(frame, index, banner="RANDOM WEIGHTS" if self.note else None))
 
     def close(self) -> None:
-        """Wait for every queued frame and finish the overlay; raises the first error."""
-        self._writer.close()
-        if self.video is not None:
-            self.video.close()
+        """Wait for every queued frame and finish the overlay (with the frames written so far,
+        also after a failure); raises the first error."""
+        try:
+            self._writer.close()
+        finally:
+            if self.video is not None and not self._failed:
+                self.video.close()
+                self.video = None
 
     def abort(self) -> None:
         """Drop what is queued and the unfinished overlay; never raises."""
         self._writer.abort()
         if self.video is not None:
             self.video.abort()
+            self.video = None
 
 
 __all__ = ["OutputOptions", "FrameOutputWriter"]
