@@ -118,3 +118,44 @@ def test_writer_errors_surface():
         w2.close()
     with pytest.raises(ValueError, match="max_pending"):
         OrderedWriter(max_pending=0)
+
+
+def _levels(a, b):
+    from sam2_fast.config import PIXEL_STD
+
+    std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
+    return ((a.cpu() - b.cpu()).abs() * std * 255).max().item()
+
+
+def test_init_state_gpu_preprocessing_matches_pil_within_one_level():
+    """The preloaded frames of init_state on CUDA are resized on the device; the same maths,
+    run on the CPU here, is within one uint8 level of the official PIL resize."""
+    from official import DATA_DIR
+    from sam2_fast.io.frames import _load_folder, _Resizer, load_video_frames
+    from tolerances import FRAME_RESIZE_MAX_LEVELS
+
+    folder = DATA_DIR / "bedroom"
+    files = sorted(folder.glob("*.jpg"))[:3]
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        for f in files:
+            shutil.copy(f, d)
+        pil, h, w = load_video_frames(d, 128)
+        dev, h2, w2 = _load_folder(d, 128, _Resizer(128, torch.device("cpu"), on_device=True))
+    assert (h, w) == (h2, w2) and pil.shape == dev.shape == (3, 3, 128, 128)
+    assert 0 < _levels(pil, dev) <= FRAME_RESIZE_MAX_LEVELS + 1e-3
+
+
+@pytest.mark.gpu
+def test_init_state_preprocesses_on_cuda():
+    from official import DATA_DIR
+    from sam2_fast.io.frames import load_video_frames
+    from tolerances import FRAME_RESIZE_MAX_LEVELS
+
+    frames = [np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(p).convert("RGB"))
+              for p in sorted((DATA_DIR / "bedroom").glob("*.jpg"))[:3]]
+    cpu, _, _ = load_video_frames(frames, 256)
+    gpu, _, _ = load_video_frames(frames, 256, device=torch.device("cuda"))
+    assert gpu.is_cuda and _levels(cpu, gpu) <= FRAME_RESIZE_MAX_LEVELS + 1e-3

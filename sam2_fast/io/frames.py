@@ -27,6 +27,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from sam2_fast.config import PIXEL_MEAN, PIXEL_STD
@@ -48,6 +49,40 @@ def _preprocess_pil(img: Image.Image, image_size: int, name: str = "frame") -> t
     if arr.dtype != np.uint8:
         raise RuntimeError(f"unexpected image dtype {arr.dtype} (expected 8-bit RGB)")
     return torch.from_numpy(arr / 255.0).permute(2, 0, 1).float()
+
+
+def resize_frame_tensor(frame: torch.Tensor, image_size: int) -> torch.Tensor:
+    """An (H, W, 3) uint8 frame tensor (any device) -> (3, S, S) float32 in [0, 1], resized on
+    its device with antialiased bicubic and rounded to uint8 levels (the filter family of PIL's
+    resize that the official loader uses; within one uint8 level of it, not bit-identical)."""
+    x = frame.permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False,
+                      antialias=True)
+    return (x.clamp(0, 255).round() / 255.0)[0]
+
+
+class _Resizer:
+    """Decoded PIL frame -> (3, S, S) float32 in [0, 1]: PIL's resize on the CPU (the official
+    maths, bit for bit), or :func:`resize_frame_tensor` on ``device`` after an asynchronous copy
+    from pinned memory (``on_device``: CUDA frames are decoded on the CPU, resized on the GPU)."""
+
+    def __init__(self, image_size: int, device: Optional[torch.device] = None,
+                 on_device: bool = False) -> None:
+        self.image_size = image_size
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.on_device = bool(on_device)
+
+    def empty(self, n: int) -> torch.Tensor:
+        return torch.empty(n, 3, self.image_size, self.image_size, dtype=torch.float32,
+                           device=self.device if self.on_device else "cpu")
+
+    def __call__(self, img: Image.Image, name: str = "frame") -> torch.Tensor:
+        if not self.on_device:
+            return _preprocess_pil(img, self.image_size, name)
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(to_rgb(img, name))))
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return resize_frame_tensor(t, self.image_size)
 
 
 def _frame_sort_key(path: str):
@@ -79,8 +114,8 @@ def list_frame_files(folder: Union[str, os.PathLike]) -> List[str]:
 
 
 def _normalize(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(PIXEL_MEAN, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(PIXEL_STD, dtype=torch.float32)[:, None, None]
+    mean = torch.tensor(PIXEL_MEAN, dtype=torch.float32)[:, None, None].to(images.device)
+    std = torch.tensor(PIXEL_STD, dtype=torch.float32)[:, None, None].to(images.device)
     images -= mean
     images /= std
     return images
@@ -120,9 +155,9 @@ def _size_error(name: str, hw: Tuple[int, int], first_hw: Tuple[int, int], first
                       f"all frames of a video must have one size (a frame is never stretched)")
 
 
-def _load_folder(folder, image_size: int) -> Tuple[torch.Tensor, int, int]:
+def _load_folder(folder, image_size: int, resize: _Resizer) -> Tuple[torch.Tensor, int, int]:
     paths = list_frame_files(folder)
-    images = torch.empty(len(paths), 3, image_size, image_size, dtype=torch.float32)
+    images = resize.empty(len(paths))
     size = None
     for i, p in enumerate(paths):
         try:
@@ -131,7 +166,7 @@ def _load_folder(folder, image_size: int) -> Tuple[torch.Tensor, int, int]:
                 if size is None:
                     size = img.size
                 if img.size == size:
-                    images[i] = _preprocess_pil(img, image_size, p)
+                    images[i] = resize(img, p)
                 other = img.size
         except (OSError, ValueError, SyntaxError) as e:
             raise RuntimeError(f"cannot read video frame {p!r}: {e}") from e
@@ -141,7 +176,7 @@ def _load_folder(folder, image_size: int) -> Tuple[torch.Tensor, int, int]:
     return _normalize(images), h, w
 
 
-def _load_video_file(path, image_size: int) -> Tuple[torch.Tensor, int, int]:
+def _load_video_file(path, image_size: int, resize: _Resizer) -> Tuple[torch.Tensor, int, int]:
     try:
         import av
     except ImportError as e:  # pragma: no cover - av is a dependency
@@ -161,7 +196,7 @@ def _load_video_file(path, image_size: int) -> Tuple[torch.Tensor, int, int]:
                     size = img.size
                 if img.size != size:
                     raise _size_error(f"{path}#{len(frames)}", img.size[::-1], size[::-1])
-                frames.append(_preprocess_pil(img, image_size))
+                frames.append(resize(img))
     except (RuntimeError, FrameSizeError):
         raise
     except av_errors() as e:
@@ -172,10 +207,11 @@ def _load_video_file(path, image_size: int) -> Tuple[torch.Tensor, int, int]:
     return _normalize(torch.stack(frames)), h, w
 
 
-def _load_array_list(frames: Sequence[np.ndarray], image_size: int) -> Tuple[torch.Tensor, int, int]:
+def _load_array_list(frames: Sequence[np.ndarray], image_size: int,
+                     resize: _Resizer) -> Tuple[torch.Tensor, int, int]:
     if len(frames) == 0:
         raise ValueError("the list of video frames is empty")
-    images = torch.empty(len(frames), 3, image_size, image_size, dtype=torch.float32)
+    images = resize.empty(len(frames))
     hw = None
     for i, f in enumerate(frames):
         a = f.detach().cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
@@ -188,11 +224,12 @@ def _load_array_list(frames: Sequence[np.ndarray], image_size: int) -> Tuple[tor
             hw = a.shape[:2]
         elif a.shape[:2] != hw:
             raise ValueError(f"video frame {i} has size {a.shape[:2]}, frame 0 has {hw}")
-        images[i] = _preprocess_pil(Image.fromarray(a), image_size)
+        images[i] = resize(Image.fromarray(a))
     return _normalize(images), int(hw[0]), int(hw[1])
 
 
-def load_video_frames(video: VideoSource, image_size: int) -> Tuple[torch.Tensor, int, int]:
+def load_video_frames(video: VideoSource, image_size: int,
+                      device: Optional[torch.device] = None) -> Tuple[torch.Tensor, int, int]:
     """Load and preprocess all frames of a video (official ``load_video_frames`` maths).
 
     Args:
@@ -200,10 +237,15 @@ def load_video_frames(video: VideoSource, image_size: int) -> Tuple[torch.Tensor
             video file (.mp4 and other containers PyAV/FFmpeg decode), or a sequence of
             (H, W, 3) uint8 RGB arrays (numpy or CPU tensors), all the same size.
         image_size: the model's input side S (pixels).
+        device: a CUDA device: frames are decoded on the CPU, copied asynchronously and resized
+            and normalized on the GPU (:func:`resize_frame_tensor`: within one uint8 level of
+            the official PIL resize), and returned there. None or the CPU: the official PIL
+            resize on the CPU, bit for bit.
 
     Returns:
-        (images (N, 3, S, S) float32 on the CPU, ImageNet-normalized; video height; video
-        width), the height/width of the original frames in pixels.
+        (images (N, 3, S, S) float32 on the CPU (or ``device`` when it is CUDA),
+        ImageNet-normalized; video height; video width), the height/width of the original
+        frames in pixels.
 
     Raises:
         ValueError: missing path, folder without frames, empty list, frames of the wrong
@@ -213,19 +255,21 @@ def load_video_frames(video: VideoSource, image_size: int) -> Tuple[torch.Tensor
     """
     if not isinstance(image_size, int) or image_size <= 0:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    resize = _Resizer(image_size, device, on_device=on_gpu)
     if isinstance(video, (str, os.PathLike)):
         p = Path(video)
         if p.is_dir():
-            return _load_folder(p, image_size)
+            return _load_folder(p, image_size, resize)
         if p.suffix.lower() in VIDEO_EXTENSIONS or p.is_file():
             if p.suffix.lower() in IMAGE_EXTENSIONS:
                 raise ValueError(f"{str(p)!r} is a single image; pass the folder of frames")
-            return _load_video_file(p, image_size)
+            return _load_video_file(p, image_size, resize)
         raise ValueError(f"video path {str(p)!r} does not exist")
     if isinstance(video, (list, tuple)):
-        return _load_array_list(video, image_size)
+        return _load_array_list(video, image_size, resize)
     if isinstance(video, np.ndarray) and video.ndim == 4:
-        return _load_array_list(list(video), image_size)
+        return _load_array_list(list(video), image_size, resize)
     raise ValueError(
         "video must be a frame folder, a video file path, or a list of HxWx3 uint8 arrays; "
         f"got {type(video).__name__}"

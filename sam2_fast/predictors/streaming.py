@@ -44,7 +44,7 @@ from PIL import Image
 
 from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
 from ..io import av_errors
-from ..io.frames import _normalize, _preprocess_pil
+from ..io.frames import _normalize, _preprocess_pil, resize_frame_tensor
 from ..model.sam2_model import Sam2Model
 from ..engine.core import FrameFeatures, StepOutput, TrackingCore
 from ..engine.memory_bank import MemoryEntry, MemoryReadPlan, MemoryStore
@@ -84,9 +84,7 @@ def preprocess_frame(frame, image_size: int, device: torch.device,
         h, w = int(frame.shape[0]), int(frame.shape[1])
         if h == 0 or w == 0:
             raise ValueError(f"frame is empty: {tuple(frame.shape)}")
-        x = frame.to(device).permute(2, 0, 1)[None].float()
-        x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False,
-                          antialias=True).clamp(0, 255).round() / 255.0
+        x = resize_frame_tensor(frame.to(device), image_size)[None]
         mean, std = _mean_std(x.device)
         return ((x - mean) / std).to(dtype), h, w
     else:

@@ -154,7 +154,9 @@ class Sam2VideoPredictor:
             images = AsyncFrameLoader(video_path, self.image_size)
             video_height, video_width = images.video_height, images.video_width
         else:
-            images, video_height, video_width = load_video_frames(video_path, self.image_size)
+            # on CUDA the frames are resized and normalized on the GPU (decoded on the CPU)
+            images, video_height, video_width = load_video_frames(
+                video_path, self.image_size, device=None if offload_video_to_cpu else device)
             if not offload_video_to_cpu:
                 images = images.to(device)
         state: dict = {
