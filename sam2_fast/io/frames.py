@@ -79,7 +79,7 @@ class _Resizer:
     def __call__(self, img: Image.Image, name: str = "frame") -> torch.Tensor:
         if not self.on_device:
             return _preprocess_pil(img, self.image_size, name)
-        t = torch.from_numpy(np.ascontiguousarray(np.asarray(to_rgb(img, name))))
+        t = torch.from_numpy(np.array(to_rgb(img, name)))  # a writable copy
         if self.device.type == "cuda":
             t = t.pin_memory().to(self.device, non_blocking=True)
         return resize_frame_tensor(t, self.image_size)

@@ -99,7 +99,7 @@ def _pinned(frame) -> torch.Tensor:
     if isinstance(frame, torch.Tensor):
         t = frame
     else:
-        t = torch.from_numpy(np.ascontiguousarray(np.asarray(frame)))
+        t = torch.from_numpy(np.require(np.asarray(frame), requirements=["C", "W"]))
     if t.dtype != torch.uint8 or t.dim() != 3 or t.shape[-1] != 3:
         raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got {tuple(t.shape)} {t.dtype}")
     return t.pin_memory()
