@@ -27,6 +27,10 @@ once with :func:`sam2_fast.checkpoint.randomize_`, loaded by each provider's own
   other sam2_fast rows report the graph counts and the capture time (``graphs``; capture is
   part of ``first_call_overhead_s``, not of the FPS).
 
+Also the ``cli`` task (``--cli-sizes``, default base_plus): ``sam2-fast video`` end to end on
+``--video-file`` (bedroom.mp4; the JPEG folder without PyAV): decode + track + PNG masks +
+overlay video, FPS of the frame loop and wall time including the model build.
+
 Also ``--profile-run SIZE``: one propagation of sam2_fast (tuned when a profile is given) over
 ``--profile-frames`` frames under ``torch.profiler``; the top 10 CUDA kernels by self time (and
 the top CPU ops) go to the JSON and the summary, so every GPU run brings back a profile.
@@ -296,6 +300,53 @@ def run_video(provider: str, size: str, n_obj: int, frames_dir: Path, ckpt: Path
     return row
 
 
+def run_cli(size: str, frames_dir: Path, ckpt: Path, device, args) -> Dict:
+    """The command line end to end: ``sam2-fast video`` on ``--video-file`` (bedroom.mp4,
+    decoded by PyAV; the JPEG folder when PyAV or the file is missing) with one click, PNG
+    masks and the overlay video written, bf16. ``fps`` = frames / the frame loop's seconds
+    (decode + track + write, from run.json); ``wall_s`` also counts building the model and the
+    first-call work (Triton compiles, CUDA-graph capture)."""
+    from sam2_fast.cli import main as cli_main
+
+    src = Path(args.video_file) if args.video_file else None
+    try:
+        import av  # noqa: F401
+        have_av = True
+    except ImportError:
+        have_av = False
+    if src is None or not src.is_file() or not have_av:
+        src = frames_dir
+    out = Path(tempfile.mkdtemp(prefix="cli_", dir=args.work))
+    dtype = str(args.fast_dtype).replace("torch.", "")
+    argv = ["video", str(src), "--checkpoint", str(ckpt), "--point", "1:0:%g,%g" % CLICK,
+            "--out", str(out / "masks"), "--overlay", str(out / "masks" / "overlay.mp4"),
+            "--dtype", dtype, "--image-size", str(args.image_size), "--backend", args.backend,
+            "--quiet"]
+    if args.max_frames:
+        argv += ["--max-frames", str(args.max_frames)]
+    if device.type == "cpu":
+        argv += ["--device", "cpu"]
+    base = mem_reset(device)
+    t0 = time.perf_counter()
+    with kernel_profile_env("sam2_fast", args):
+        rc = cli_main(argv)
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"sam2-fast video exited {rc}")
+    run = json.loads((out / "masks" / "run.json").read_text())
+    n = run["num_frames_written"]
+    row = dict(task="cli", provider="sam2_fast_cli", size=size, objects=1, frames=n,
+               source=str(src), dtype=dtype, wall_s=wall, tracking_s=run["tracking_s"],
+               fps=n / run["tracking_s"], fps_wall=n / wall, engine=run.get("engine"),
+               pngs=len(list((out / "masks").glob("*.png"))),
+               overlay_mb=(out / "masks" / "overlay.mp4").stat().st_size / 2**20,
+               cuda_graphs=run.get("cuda_graphs"), peak_mem_gib=mem_peak_gib(device, base))
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
 def run_profile(provider: str, size: str, frames_dir: Path, ckpt: Path, device, args) -> Dict:
     """One warm-up propagation, then one under ``torch.profiler``: the top 10 kernels by self
     device (CUDA) time and the top CPU ops by self CPU time, with their call counts."""
@@ -535,6 +586,11 @@ def main(argv=None) -> int:
     p.add_argument("--dry", action="store_true", help="CPU, tiny, 128 px, 3 frames, 1 run")
     p.add_argument("--frames-dir", default=str(HERE.parent / ".device" / "bedroom"))
     p.add_argument("--max-frames", type=int, default=None, help="first N frames (default all)")
+    p.add_argument("--video-file", default=str(HERE.parent / ".device" / "bedroom.mp4"),
+                   help="the video file of the cli task (the JPEG folder when missing or "
+                        "without PyAV)")
+    p.add_argument("--cli-sizes", default="base_plus",
+                   help="sizes of the cli task (sam2-fast video end to end); '' = none")
     p.add_argument("--multi-frames", type=int, default=60,
                    help="frames for the multi-object cases (memory bank full after 7)")
     p.add_argument("--sizes", default=None, help=f"comma list of {SIZES}; default all (dry: tiny)")
@@ -659,6 +715,10 @@ def main(argv=None) -> int:
             tasks.append(("profile", "sam2_fast_tuned" if have_profile else "sam2_fast", size, 1))
         if "official_compiled" in providers and size in compile_sizes and 1 in objects:
             tasks.append(("child", "official_compiled", size, 1))
+    cli_sizes = sizes[:1] if args.dry else common.parse_list(args.cli_sizes)
+    for size in sizes:
+        if size in cli_sizes and "sam2_fast" in providers:
+            tasks.append(("cli", "sam2_fast_cli", size, 1))
     for size in sizes:
         for prov in eager:
             if size in image_sizes:
@@ -682,7 +742,7 @@ def main(argv=None) -> int:
         if budget.spent():
             not_run.append(label)
             continue
-        if prov in FAST and fast_error:
+        if (prov in FAST or kind == "cli") and fast_error:
             results.append(dict(task=kind, provider=prov, size=size, objects=n,
                                 skipped=f"preflight: {fast_error}"))
             continue
@@ -699,6 +759,8 @@ def main(argv=None) -> int:
                 row = run_profile(prov, size, fprof, ckpt, device, args)
             elif kind == "image":
                 row = run_image(prov, size, ckpt, device, args, image)
+            elif kind == "cli":
+                row = run_cli(size, fdir, ckpt, device, args)
             else:
                 timeout = min(args.compile_timeout, max(budget.left(), 30.0))
                 row = run_child(prov, size, n, fdir, ckpt, args, timeout)
