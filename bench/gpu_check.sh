@@ -12,8 +12,9 @@
 #   4. bench/bench_vos.py (4 sizes x official/sam2_fast, image latency,
 #      official vos_optimized for COMPILE_SIZES, 4/16 objects for MULTI_SIZES)  cap: what is left of TOTAL_CAP
 #   5. bench/summarize.py: the short table, printed last
-# Files under $OUT (7, the device tool returns at most 8): check.log pytest.log kernels.json
-# kernels.log vos.json vos.log summary.txt.
+#   3b. bench/bench_amg.py (automatic mask generator, large 1024 px, bf16, vs official)  cap AMG_CAP
+# Files under $OUT (8, the device tool returns at most 8): check.log pytest.log kernels.json
+# kernels.log amg.json vos.json vos.log summary.txt.
 # Every cap is an environment variable (defaults below); what was capped is printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +46,7 @@ IMAGE_SIZES=${IMAGE_SIZES:-base_plus,tiny}
 MULTI_SIZES=${MULTI_SIZES:-base_plus}
 VOS_RUNS=${VOS_RUNS:-2}; VOS_WARMUP=${VOS_WARMUP:-1}
 MULTI_FRAMES=${MULTI_FRAMES:-60}
-STEPS=${STEPS:-tests,kernels,vos}       # e.g. STEPS=vos for a second call
+STEPS=${STEPS:-tests,kernels,amg,vos}   # e.g. STEPS=vos for a second call
 has() { case ",$STEPS," in *",$1,"*) return 0;; esac; return 1; }
 
 # ---- 0. wheels (the device has no network; .device/ is carried) -------------------------------
@@ -135,6 +136,17 @@ if has kernels; then
   rc=$?; log "bench_kernels rc=$rc (rc 1 = some kernel error above the limit; see kernels.log)"
 fi
 unset TRITON_INTERPRET
+
+# ---- 3b. automatic mask generator ("segment everything"): bench/bench_amg.py ----------------------
+# sam2_fast vs the official SAM2AutomaticMaskGenerator, same process, alternating calls: large at
+# 1024 px, official defaults (points_per_side=32), bf16, the 3 images. Writes amg.json (the log
+# goes to check.log, keeping the file count at 8).
+if has amg; then
+  if [ $DRY = 1 ]; then AMG_CAP=${AMG_CAP:-90}; AMG_ARGS=(--dry); else AMG_CAP=${AMG_CAP:-120}; AMG_ARGS=(--runs "${AMG_RUNS:-3}"); fi
+  log "bench_amg (cap ${AMG_CAP}s)"
+  run_capped "$AMG_CAP" "$OUT/check.log" "$PY" bench/bench_amg.py --json "$OUT/amg.json" "${AMG_ARGS[@]}"
+  rc=$?; log "bench_amg rc=$rc: $(grep -E '^amg ' "$OUT/check.log" | tail -1)"
+fi
 
 # ---- 4. end-to-end benchmark -------------------------------------------------------------------
 VOS_CAP=$(( TOTAL_CAP - $(el) - 15 ))

@@ -31,6 +31,13 @@ MODEL_URLS: Dict[str, str] = {
        for v in ("tiny", "small", "base_plus", "large")},
 }
 
+#: official Hugging Face model id (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``) -> name; the
+#: ``from_pretrained`` ids. The files come from the URLs above (same files).
+HF_MODEL_IDS: Dict[str, str] = {
+    f"facebook/{ver.replace('_', '')}-hiera-{v.replace('_', '-')}": f"{ver}_hiera_{v}"
+    for ver in ("sam2", "sam2.1") for v in ("tiny", "small", "base_plus", "large")
+}
+
 #: name -> number of float32 values in the official state dict (all keys; checked by the tests
 #: against the model built from the config). The file holds them as float32 plus a small pickle.
 MODEL_NUMEL: Dict[str, int] = {
@@ -61,8 +68,11 @@ def cache_dir() -> Path:
 
 def canonical_name(name: str) -> str:
     """``sam2.1_hiera_tiny`` (also the official stems ``sam2.1_hiera_t``, ``.pt``/``.yaml``
-    suffixes) -> the registry name. Raises HubError for anything else (listing the 8 names)."""
+    suffixes, and the official Hugging Face ids ``facebook/sam2.1-hiera-tiny``) -> the registry
+    name. Raises HubError for anything else (listing the 8 names)."""
     key = str(name).strip()
+    if key in HF_MODEL_IDS:
+        return HF_MODEL_IDS[key]
     for suffix in (".pt", ".yaml"):
         if key.endswith(suffix):
             key = key[: -len(suffix)]
@@ -183,5 +193,5 @@ def fetch_checkpoint(name: str, *, url: Optional[str] = None, progress: bool = T
     return dest
 
 
-__all__ = ["MODEL_URLS", "MODEL_NUMEL", "HubError", "cache_dir", "cached_path", "canonical_name",
+__all__ = ["HF_MODEL_IDS", "MODEL_URLS", "MODEL_NUMEL", "HubError", "cache_dir", "cached_path", "canonical_name",
            "check_size", "expected_size_range", "fetch_checkpoint", "model_url"]
