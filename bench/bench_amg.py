@@ -16,8 +16,8 @@ models carry the tests' rig ``localize_masks`` (blobs around each point, as a tr
 gives): the generators then keep, filter, suppress and encode a realistic number of masks
 (reported). Per image: one warm-up call each, then ``--runs`` rounds that alternate
 (ours, official, ours, official, ...; the machine may be shared, so both see the same load),
-wall time of ``generate`` (CUDA synchronized), median per provider, the ratio of medians, and
-the load average (``os.getloadavg``) before and after each call. torchvision is not installed
+wall time of ``generate`` (CUDA synchronized), median per provider, the ratio of medians (and
+each round's ratio), and the load average (``os.getloadavg``) before and after each call. torchvision is not installed
 beside the pinned torch: the official's box NMS runs ``sam2_fast.predictors.amg.batched_nms``
 (torchvision's semantics, tested against a reference), the rest is the official code.
 
@@ -188,6 +188,8 @@ def main(argv=None) -> int:
         med = {p: statistics.median(v) for p, v in times.items()}
         rec.update({f"median_s_{p}": round(v, 4) for p, v in med.items()})
         rec["x_official"] = round(med["official"] / med["sam2_fast"], 3)
+        # each round's official / sam2_fast (the two calls of a round saw about the same load)
+        rec["x_official_paired"] = [round(o / f, 3) for f, o in zip(times["sam2_fast"], times["official"])]
         payload["images"][name] = rec
         common.write_json(args.json, payload)
         print(f"{name} {image.shape[1]}x{image.shape[0]}: sam2_fast {med['sam2_fast']:.3f} s, official "

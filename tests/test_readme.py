@@ -76,13 +76,20 @@ def _run_example(code: str, small_ckpt, tmp_path, monkeypatch):
     return scope
 
 
-@pytest.mark.parametrize("idx", range(3), ids=["image", "video", "stream"])
+@pytest.mark.parametrize("idx", range(4), ids=["image", "video", "stream", "everything"])
 def test_python_examples_run(idx, small_ckpt, tmp_path, monkeypatch):
-    assert len(PY) == 3
-    scope = _run_example(PY[idx], small_ckpt, tmp_path, monkeypatch)
+    assert len(PY) == 4
+    code = PY[idx]
+    if idx == 3:  # random weights: keep every candidate, few points
+        code = code.replace("points_per_side=32)", "points_per_side=3, pred_iou_thresh=0, stability_score_thresh=0)")
+    scope = _run_example(code, small_ckpt, tmp_path, monkeypatch)
     if idx == 0:
         assert scope["masks"].shape[0] == 3 and scope["masks"].dtype == bool
     elif idx == 1:
         assert sorted(scope["masks"]) == [0, 1, 2] and scope["masks"][0].shape == (2, 1, 540, 960)
-    else:
+    elif idx == 2:
         assert scope["out"].frame_idx == 2 and scope["out"].masks.shape == (1, 1, 540, 960)
+    else:
+        assert scope["records"] and scope["records"][0]["segmentation"].shape == (1200, 1800)
+        n = scope["out"].masks.shape[0]
+        assert scope["out"].frame_idx == 2 and 1 <= n <= 8 and scope["out"].obj_ids == list(range(1, n + 1))

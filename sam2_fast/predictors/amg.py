@@ -62,7 +62,8 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     """(N, H, W) bool -> (N, 4) int64 x0, y0, x1, y1 with x1/y1 the last covered column/row
     (inclusive); [0, 0, 0, 0] for an empty mask (official ``batched_mask_to_box``)."""
     n, h, w = masks.shape
-    rows, cols = masks.amax(dim=2), masks.amax(dim=1)
+    u8 = masks.view(torch.uint8)
+    rows, cols = u8.amax(dim=2) > 0, u8.amax(dim=1) > 0
     ys = torch.arange(h, device=masks.device)
     xs = torch.arange(w, device=masks.device)
     y1 = torch.where(rows, ys, -1).amax(dim=1)
@@ -127,7 +128,8 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor,
         inter = w * h
         iou = inter / (area[s:e, None] + area[None] - inter)
         over[s:e] = (iou.double() > iou_threshold) & (cat[s:e, None] == cat[None])
-    over = torch.triu(over, diagonal=1).cpu().numpy()
+    rank = torch.arange(n, device=boxes.device)
+    over = (over & (rank[:, None] < rank[None])).cpu().numpy()  # only later boxes are suppressed
     keep = np.ones(n, dtype=bool)
     for i in range(n):
         if keep[i]:

@@ -12,9 +12,9 @@ then across crops. Same arguments, defaults, maths and output records as the off
 * the prompt encoder runs once for all points of a crop, the mask decoder on
   ``points_per_batch`` points at a time, with no host round trip per mask;
 * masks stay low-resolution logits: predicted-IoU filtering happens before any upsampling,
-  stability scores, boxes and areas are reductions over upsampled chunks that are never
-  stored, NMS runs on the boxes, and only the surviving masks are upsampled at the end and
-  encoded (uncompressed RLE in one pass over all of them);
+  stability scores and boxes are reductions over upsampled chunks that are never stored, NMS
+  runs on the boxes, and only the surviving masks are upsampled again at the end, counted and
+  encoded (uncompressed RLE in one pass over a chunk of masks);
 * ``min_mask_region_area`` removes small holes and sprinkles from the low-resolution logits as
   the official does on a GPU with its CUDA extension (the official silently skips the step
   without the extension, upstream #243), with OpenCV's connected components.
