@@ -305,6 +305,8 @@ class Sam2AutomaticMaskGenerator:
     def _decode(self, embed, high_res, sparse, dense, multimask: bool):
         """Mask decoder on a chunk of prompts -> (logits (B*M, 4h, 4w) float32, iou (B*M,))."""
         m = self.model
+        if dense.shape[0] > 1 and dense.stride(0) == 0:  # keep the no-mask embedding shared (one row)
+            dense = dense[:1].to(m.dtype).expand(sparse.shape[0], -1, -1, -1)
         low, iou, _, _ = m.sam_mask_decoder(
             image_embeddings=embed, image_pe=m.sam_prompt_encoder.get_dense_pe().to(m.dtype),
             sparse_prompt_embeddings=sparse.to(m.dtype), dense_prompt_embeddings=dense.to(m.dtype),
