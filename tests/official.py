@@ -213,7 +213,7 @@ def install_connected_components_reference():
     return restore
 
 
-def localize_masks(model, thresholds=(0.55, 0.45, 0.25), gain=(400.0, 40.0, 400.0), texture=0.3,
+def localize_masks(model, thresholds=(0.55, 0.45, 0.25), gain=(400.0, 40.0, 400.0), texture=1.0,
                    iou_base=(0.85, 0.75, 0.85), iou_spread=0.1, iou_model=0.1, speckle=False,
                    quantum=1 / 16):
     """Test rig for the automatic mask generator on random weights: a forward hook on
@@ -223,10 +223,12 @@ def localize_masks(model, thresholds=(0.55, 0.45, 0.25), gain=(400.0, 40.0, 400.
     Random weights give masks that hardly depend on the point (every box covers the image,
     NMS keeps one mask), which would test nothing. The hook reads the point's Fourier features
     from the first sparse token (minus the positive-label embedding) and the dense grid
-    encoding ``image_pe``; their normalized dot product is a kernel that is 1 at the point and
-    decays over about a tenth of the image. Mask channel ``c`` becomes
-    ``texture * logits + gain[c] * (kernel - thresholds[c])``: blobs of three sizes with the
-    model's own logits as rough edges (holes, islands), steep enough that most pass the
+    encoding ``image_pe``; their dot product, scaled to peak at 1, is a kernel centred on the
+    point that decays over about a tenth of the image. Mask channel ``c`` becomes
+    ``texture * z + gain[c] * (kernel - thresholds[c])``, with ``z`` the model's own logits
+    scaled to unit standard deviation per mask: blobs of three sizes with rough edges (holes,
+    islands) whatever the random weights or a mask prompt do to the logits' scale, steep enough
+    that most pass the
     stability filter and some do not. Predicted IoUs become ``iou_base[c]`` plus
     ``iou_spread`` times one of the point's Fourier features (so that scores rarely tie) plus
     ``iou_model`` times the model's own prediction: channel 1 straddles the default 0.8 filter,
@@ -255,9 +257,12 @@ def localize_masks(model, thresholds=(0.55, 0.45, 0.25), gain=(400.0, 40.0, 400.
         point_pe = sparse[:, 0] - pe.point_embeddings[1].weight.float()
         kernel = torch.einsum("bc,chw->bhw", point_pe, image_pe[0]) / (image_pe.shape[1] / 2)
         kernel = F.interpolate(kernel[:, None], size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        kernel = kernel / kernel.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-3)  # peak 1 on the grid
         m, dev = masks.shape[1], masks.device
         gm, tm = g[:m].to(dev).view(1, m, 1, 1), thr[:m].to(dev).view(1, m, 1, 1)
-        masks = (texture * masks.float() + gm * (kernel - tm)).to(masks.dtype)
+        z = masks.float()
+        z = z / z.flatten(-2).std(dim=-1).clamp_min(1e-6)[..., None, None]
+        masks = (texture * z + gm * (kernel - tm)).to(masks.dtype)
         iou = (base[:m].to(dev) + iou_spread * point_pe[:, :1] + iou_model * iou.float()).to(iou.dtype)
         if speckle:
             i = torch.arange(masks.shape[-2], device=masks.device)[:, None]
