@@ -53,7 +53,8 @@ IMAGES = ("truck.jpg", "groceries.jpg", "cars.jpg")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--size", choices=("tiny", "small", "base_plus", "large"), help="default: tiny on CPU, large on CUDA")
+    p.add_argument("--size", choices=("tiny", "small", "base_plus", "large"),
+                   help="default: tiny on CPU, large on CUDA")
     p.add_argument("--version", choices=("2", "2.1"), default="2.1")
     p.add_argument("--image-size", type=int, help="default: 512 on CPU, 1024 on CUDA")
     p.add_argument("--points-per-side", type=int, help="default: 16 on CPU, 32 on CUDA")

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -176,7 +177,7 @@ class Sam2:
         if isinstance(prompts, str) or max_objects is not None or mask_generator is not None:
             yield from self._track_auto(source, prompts, state, max_objects, mask_generator)
             return
-        if not isinstance(prompts, dict):
+        if not isinstance(prompts, Mapping):
             raise ValueError(f"prompts must be a dict {{frame_idx: {{obj_id: prompt}}}} or 'auto', "
                              f"got {type(prompts).__name__}")
         state = state or self.new_video_state()

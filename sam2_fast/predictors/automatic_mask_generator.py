@@ -23,7 +23,7 @@ then across crops. Same arguments, defaults, maths and output records as the off
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
