@@ -10,12 +10,14 @@
 #   2. pytest -m gpu (all tests), then the other kernel tests on the GPU   caps PYTEST_GPU_CAP, PYTEST_KERNEL_CAP
 #   3. sam2-fast tune: the runtime profile of this GPU -> $OUT/profile.toml  cap TUNE_CAP
 #   4. bench/bench_kernels.py (ceilings, all kernel shapes, 4 providers)   cap KERNELS_CAP
+#   4b. bench/bench_amg.py (automatic mask generator, large 1024 px, bf16, vs official)  cap AMG_CAP
 #   5. bench/bench_vos.py: official eager vs sam2_fast with the built-in kernel table and with
 #      the tuned profile, one torch.profiler propagation (top 10 CUDA kernels), then the other
-#      sizes, image latency, 4/16 objects                                   cap: what is left of TOTAL_CAP
+#      sizes, the sam2-fast video command end to end, image latency, 4/16 objects
+#                                                                           cap: what is left of TOTAL_CAP
 #   6. bench/summarize.py: the short table, printed last
-# Files under $OUT (8): check.log pytest.log kernels.json kernels.log (bench + tune output)
-# profile.toml vos.json vos.log summary.txt.
+# Files under $OUT (8): check.log (step log, versions; the tune, bench_kernels and bench_amg logs)
+# pytest.log kernels.json profile.toml amg.json vos.json vos.log summary.txt.
 # Every cap is an environment variable (defaults below); what was capped is printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +52,7 @@ MULTI_SIZES=${MULTI_SIZES:-base_plus}
 PROFILE_RUN=${PROFILE_RUN:-base_plus}   # size of the torch.profiler propagation ('' = none)
 VOS_RUNS=${VOS_RUNS:-2}; VOS_WARMUP=${VOS_WARMUP:-1}
 MULTI_FRAMES=${MULTI_FRAMES:-60}
-STEPS=${STEPS:-tests,tune,kernels,vos}  # e.g. STEPS=vos for a second call
+STEPS=${STEPS:-tests,tune,kernels,amg,vos}  # e.g. STEPS=vos for a second call
 has() { case ",$STEPS," in *",$1,"*) return 0;; esac; return 1; }
 
 # ---- 0. wheels (a machine without network: .device/wheels is carried along) --------------------
@@ -135,10 +137,10 @@ fi
 if has tune; then
   log "sam2-fast tune (cap ${TUNE_CAP}s; variants $TUNE_VARIANTS) -> $OUT/profile.toml"
   if [ $DRY = 1 ]; then
-    run_capped "$TUNE_CAP" "$OUT/kernels.log" env TRITON_INTERPRET=1 "$PY" -m sam2_fast tune --dry \
+    run_capped "$TUNE_CAP" "$OUT/check.log" env TRITON_INTERPRET=1 "$PY" -m sam2_fast tune --dry \
       --out "$OUT/profile.toml"
   else
-    run_capped "$TUNE_CAP" "$OUT/kernels.log" "$PY" -m sam2_fast tune --out "$OUT/profile.toml" \
+    run_capped "$TUNE_CAP" "$OUT/check.log" "$PY" -m sam2_fast tune --out "$OUT/profile.toml" \
       --variants "$TUNE_VARIANTS" --time-budget $((TUNE_CAP - 20))
   fi
   rc=$?; n=$(grep -cE '^impl = "(triton|rotate)' "$OUT/profile.toml" 2>/dev/null || true)
@@ -150,10 +152,21 @@ KARGS=(--json "$OUT/kernels.json" --compile-budget "$COMPILE_BUDGET" --time-budg
 if [ $DRY = 1 ]; then KARGS+=(--dry); export TRITON_INTERPRET=1; fi
 if has kernels; then
   log "bench_kernels (cap ${KERNELS_CAP}s, no new case after $((KERNELS_CAP - 25))s, torch.compile budget ${COMPILE_BUDGET}s)"
-  run_capped "$KERNELS_CAP" "$OUT/kernels.log" "$PY" bench/bench_kernels.py "${KARGS[@]}"
-  rc=$?; log "bench_kernels rc=$rc (rc 1 = some kernel error above the limit; see kernels.log)"
+  run_capped "$KERNELS_CAP" "$OUT/check.log" "$PY" bench/bench_kernels.py "${KARGS[@]}"
+  rc=$?; log "bench_kernels rc=$rc (rc 1 = some kernel error above the limit; see check.log)"
 fi
 unset TRITON_INTERPRET
+
+# ---- 4b. automatic mask generator ("segment everything"): bench/bench_amg.py ----------------------
+# sam2_fast vs the official SAM2AutomaticMaskGenerator, same process, alternating calls: large at
+# 1024 px, official defaults (points_per_side=32), bf16, the 3 images. Writes amg.json (the log
+# goes to check.log, keeping the file count at 8).
+if has amg; then
+  if [ $DRY = 1 ]; then AMG_CAP=${AMG_CAP:-90}; AMG_ARGS=(--dry); else AMG_CAP=${AMG_CAP:-120}; AMG_ARGS=(--runs "${AMG_RUNS:-3}"); fi
+  log "bench_amg (cap ${AMG_CAP}s)"
+  run_capped "$AMG_CAP" "$OUT/check.log" "$PY" bench/bench_amg.py --json "$OUT/amg.json" "${AMG_ARGS[@]}"
+  rc=$?; log "bench_amg rc=$rc: $(grep -E '^amg ' "$OUT/check.log" | tail -1)"
+fi
 
 # ---- 5. end-to-end benchmark -------------------------------------------------------------------
 VOS_CAP=$(( TOTAL_CAP - $(el) - 15 ))

@@ -4,6 +4,8 @@ Public API:
     build_sam2, Sam2Model           -- load the official checkpoints (.pt / .safetensors)
     Sam2ImagePredictor              -- drop-in for the official SAM2ImagePredictor (also
                                        exported under that name)
+    Sam2AutomaticMaskGenerator      -- drop-in for the official SAM2AutomaticMaskGenerator
+                                       ("segment everything"; alias SAM2AutomaticMaskGenerator)
     Sam2VideoPredictor, build_sam2_video_predictor -- drop-in for the official
                                        SAM2VideoPredictor (also exported under that name)
     build_sam2_hf, build_sam2_video_predictor_hf -- published model ids, downloaded and cached
@@ -20,6 +22,7 @@ from .checkpoint import CheckpointError, load_state_dict, save_state_dict
 from .config import CONFIGS, Sam2Config, get_config
 from .model.sam2_model import Sam2Model
 from .predictors.image import PredictorStateError, Sam2ImagePredictor
+from .predictors.automatic_mask_generator import SAM2AutomaticMaskGenerator, Sam2AutomaticMaskGenerator
 from .predictors.video import Sam2VideoPredictor
 from .samples import sample_video
 
@@ -30,8 +33,9 @@ SAM2VideoPredictor = Sam2VideoPredictor
 __version__ = "0.1.0"
 
 __all__ = [
-    "CONFIGS", "CheckpointError", "PredictorStateError", "SAM2ImagePredictor", "SAM2VideoPredictor",
-    "Sam2", "Sam2Config", "Sam2ImagePrediction", "Sam2ImagePredictor", "Sam2Model", "Sam2VideoFramePrediction",
+    "CONFIGS", "CheckpointError", "PredictorStateError", "SAM2AutomaticMaskGenerator",
+    "SAM2ImagePredictor", "SAM2VideoPredictor", "Sam2", "Sam2AutomaticMaskGenerator", "Sam2Config",
+    "Sam2ImagePrediction", "Sam2ImagePredictor", "Sam2Model", "Sam2VideoFramePrediction",
     "Sam2VideoPredictor", "Sam2VideoState", "build_sam2", "build_sam2_hf", "build_sam2_video_predictor",
     "build_sam2_video_predictor_hf", "get_config", "iter_frames", "load_state_dict", "sample_video",
     "save_state_dict",

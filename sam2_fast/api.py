@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -172,12 +173,63 @@ class Sam2:
         Raises ValueError for an unknown id."""
         state.remove_object(obj_id)
 
-    def track(self, source, prompts: Dict[int, dict], state: Optional[Sam2VideoState] = None
+    def track(self, source, prompts: Union[str, Dict[int, dict]], state: Optional[Sam2VideoState] = None,
+              *, max_objects: Optional[int] = None, mask_generator=None
               ) -> Iterator[Sam2VideoFramePrediction]:
         """Track through any frame source (see :func:`sam2_fast.predictors.streaming.iter_frames`:
         a video path or URL via PyAV, an int camera index via OpenCV, a frame folder, or any
         iterable of frames), applying ``prompts[frame_idx]`` (the ``prompts`` dict of
-        :meth:`predict_video_frame`) on those frames. Yields one prediction per frame."""
+        :meth:`predict_video_frame`) on those frames. Yields one prediction per frame.
+
+        ``prompts="auto"`` tracks everything: the automatic mask generator segments the first
+        frame and every mask it keeps becomes an object (ids 1..N by decreasing area, at most
+        ``max_objects``), given as mask prompts on that frame, so all objects form one batch.
+        ``mask_generator``: a :class:`~sam2_fast.predictors.automatic_mask_generator.
+        Sam2AutomaticMaskGenerator` on this model with ``output_mode="binary_mask"`` (default:
+        one with the official defaults).
+
+        Raises (on the first frame):
+            ValueError: ``prompts`` neither a dict nor ``"auto"``; ``max_objects`` or
+                ``mask_generator`` without ``"auto"``, ``max_objects`` not a positive integer,
+                a generator that is not binary-mask output or not on this model, a ``state``
+                that already tracks objects, an empty source, no mask kept on the first frame;
+                and what :meth:`predict_video_frame` raises.
+        """
+        if isinstance(prompts, str) or max_objects is not None or mask_generator is not None:
+            yield from self._track_auto(source, prompts, state, max_objects, mask_generator)
+            return
+        if not isinstance(prompts, Mapping):
+            raise ValueError(f"prompts must be a dict {{frame_idx: {{obj_id: prompt}}}} or 'auto', "
+                             f"got {type(prompts).__name__}")
         state = state or self.new_video_state()
         for frame in iter_frames(source):
             yield self.predict_video_frame(state, frame, prompts.get(state.frame_idx))
+
+    def _track_auto(self, source, prompts, state, max_objects, mask_generator):
+        from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
+
+        if prompts != "auto":
+            raise ValueError(f"max_objects / mask_generator go with prompts='auto', got prompts={prompts!r}")
+        if max_objects is not None and (isinstance(max_objects, bool) or not isinstance(max_objects, int)
+                                        or max_objects < 1):
+            raise ValueError(f"max_objects must be a positive integer or None, got {max_objects!r}")
+        gen = mask_generator if mask_generator is not None else Sam2AutomaticMaskGenerator(self.model)
+        if not isinstance(gen, Sam2AutomaticMaskGenerator) or gen.model is not self.model:
+            raise ValueError("mask_generator must be a Sam2AutomaticMaskGenerator on this Sam2's model")
+        if gen.output_mode != "binary_mask":
+            raise ValueError(f"mask_generator must have output_mode='binary_mask', got {gen.output_mode!r}")
+        state = state or self.new_video_state()
+        if state.obj_ids:
+            raise ValueError(f"prompts='auto' needs a state without objects; it tracks {state.obj_ids}")
+        frames = iter_frames(source)
+        first = next(frames, None)
+        if first is None:
+            raise ValueError("the frame source is empty")
+        image = first.cpu().numpy() if isinstance(first, torch.Tensor) else first
+        anns = sorted(gen.generate(image), key=lambda a: -a["area"])[:max_objects]
+        if not anns:
+            raise ValueError("the automatic mask generator kept no mask on the first frame (lower its "
+                             "pred_iou_thresh / stability_score_thresh)")
+        yield self.predict_video_frame(state, first, {i + 1: {"mask": a["segmentation"]} for i, a in enumerate(anns)})
+        for frame in frames:
+            yield self.predict_video_frame(state, frame)

@@ -8,6 +8,8 @@ Subcommands::
                     [--start-frame N] [--max-frames N] [--overwrite] [--raw-orientation]
     sam2-fast image IMAGE (--checkpoint CKPT | --model NAME) (--point X,Y[:LABEL] | --box X0,Y0,X1,Y1)
                     ... [--multimask] --out DIR [--overwrite] [--raw-orientation]
+    sam2-fast everything IMAGE (--checkpoint CKPT | --model NAME) --out DIR [--points-per-side N]
+                    [--pred-iou-thresh T] [--stability-score-thresh T] [--crop-n-layers N] ...
     sam2-fast info CKPT|NAME [--json]
     sam2-fast convert IN OUT                 # .pt <-> .safetensors, keys unchanged
     sam2-fast checkpoint --random CONFIG OUT [--seed N]
@@ -31,6 +33,11 @@ Outputs are staged in a hidden folder next to ``--out`` and become ``--out`` onl
 run succeeded (:mod:`sam2_fast.io.staging`); Ctrl-C (exit 130) and SIGTERM (exit 143, what
 ``timeout``, ``kill`` and ``docker stop`` send) remove it and print one line; a folder left by a
 killed run is removed by the next run into the same ``--out``.
+
+``video --auto`` tracks everything: the automatic mask generator segments the start frame and
+every mask it keeps becomes an object (largest first, ``--max-objects``; generator arguments with
+``--amg KEY=VALUE``). ``everything`` writes the generator's masks as COCO-RLE JSON
+(``masks.json``), an overlay PNG and ``result.json``.
 
 The video job mirrors the official ``tools/vos_inference.py`` (palette PNG per frame, object
 id = palette index) driven by prompts like the official video notebook.
@@ -320,6 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="track at most N frames (including the start frame)")
     v.add_argument("--offload-video", action="store_true",
                    help="keep the preprocessed frames in CPU memory (saves GPU memory)")
+    v.add_argument("--auto", action="store_true",
+                   help="track everything: the automatic mask generator segments the start frame "
+                        "and each mask it keeps becomes an object (no --point/--box)")
+    v.add_argument("--max-objects", type=_pos_int, metavar="N",
+                   help="with --auto: the N largest masks (default and limit 255, the palette size)")
+    v.add_argument("--amg", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --auto: a mask generator argument, e.g. points_per_side=16; repeatable")
     _add_model_args(v)
 
     im = sub.add_parser("image", help="segment one image from points/boxes", formatter_class=fmt,
@@ -387,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU + Triton interpreter (TRITON_INTERPRET=1), tiny shapes: checks the "
                         "plumbing; the profile names no GPU")
     t.add_argument("--quiet", "-q", action="store_true", help="no per-candidate lines")
+    _add_everything_parser(sub)
     return parser
 
 
@@ -523,7 +538,8 @@ def cmd_video(args) -> int:
         raise CliError("give VIDEO (a file or a folder of frames) or --sample, not both"
                        if args.sample else "give VIDEO (a file or a folder of frames), or --sample "
                        "for the clip shipped with sam2_fast")
-    prompts = group_video_prompts(args.point, args.box)
+    auto = _auto_video_args(args)
+    prompts = [] if auto else group_video_prompts(args.point, args.box)
     backend = _backend(args)
     out_dir = Path(args.out)
     _check_out_dir(args, out_dir)
@@ -535,7 +551,7 @@ def cmd_video(args) -> int:
     else:
         video = args.video
     src = open_video(video, apply_orientation=not args.raw_orientation)
-    prompt_frames = [p.frame for p in prompts]
+    prompt_frames = [args.start_frame or 0] if auto else [p.frame for p in prompts]
     start = args.start_frame if args.start_frame is not None else min(prompt_frames)
     need_hi = max(prompt_frames + [start])
     if need_hi >= src.num_frames:
@@ -581,6 +597,9 @@ def cmd_video(args) -> int:
                                       + (" + box" if p.box else "") for p in prompts)),
                 ("masks per frame", f"({len({p.obj_id for p in prompts})}, 1, {src.height}, {src.width}) logits"),
                 ("output", f"{out_dir} ({args.format})" + (f", overlay {overlay}" if overlay else ""))]
+        if auto:  # objects found at run time
+            plan[-4:-1] = [("objects", f"--auto: the automatic mask generator on frame {start}, the "
+                                       f"{auto['max_objects']} largest masks at most ({auto['kwargs'] or 'defaults'})")]
         _print_plan(plan)
         return 0
 
@@ -588,7 +607,7 @@ def cmd_video(args) -> int:
         # forward tracking from the prompted frame: frame by frame through the streaming engine,
         # never holding the video (same results as the offline predictor: prompts on one frame)
         return _video_streaming(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
-                                first, last)
+                                first, last, auto)
     staging = _staging(args, out_dir)
     ok = False
     try:
@@ -611,6 +630,8 @@ def cmd_video(args) -> int:
             lbs = np.array(p.labels, dtype=np.int32) if p.points else None
             predictor.add_new_points_or_box(state, p.frame - lo, p.obj_id, points=pts, labels=lbs,
                                             box=None if p.box is None else np.array(p.box, np.float32))
+        if auto:
+            prompts = _add_auto_objects(predictor, state, frames[start - lo], start, lo, auto)
         fps = args.fps or src.fps or 24.0
         writer = None
         if overlay is not None:
@@ -669,6 +690,9 @@ def cmd_video(args) -> int:
             "wall_s": round(wall, 3), "tracking_s": round(track_s, 3),
             "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
         }
+        if auto:
+            manifest["auto"] = {"generator": auto["kwargs"], "max_objects": auto["max_objects"],
+                                "objects": len(prompts)}
         if random_note:
             manifest["note"] = random_note
         save_json(staging.path("run.json"), manifest)
@@ -684,7 +708,8 @@ def cmd_video(args) -> int:
 
 
 def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_dir: Path,
-                     overlay: Optional[Path], first: int, last: int) -> int:
+                     overlay: Optional[Path], first: int, last: int,
+                     auto: Optional[Dict[str, object]] = None) -> int:
     """``sam2-fast video`` forward from the prompted frame through the streaming engine:
     frames decoded ahead on a thread (pinned and copied asynchronously on CUDA), one
     ``predict_video_frame`` per frame, masks written by a bounded writer thread. Memory stays
@@ -734,6 +759,8 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
                       file=sys.stderr, dynamic_ncols=True) as bar:
                 try:
                     for i, (host, frame) in enumerate(frames):
+                        if i == 0 and auto:  # --auto: the generator's masks are the prompts
+                            stream_prompts, prompts = _auto_prompts(model, host, first, auto)
                         pred = sam.predict_video_frame(state, frame,
                                                        stream_prompts if i == 0 else None)
                         writer.write(first + i, host, pred)
@@ -772,6 +799,9 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
             "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
             "cuda_graphs": sam.graph_stats if torch.device(model.device).type == "cuda" else None,
         }
+        if auto:
+            manifest["auto"] = {"generator": auto["kwargs"], "max_objects": auto["max_objects"],
+                                "objects": len(prompts)}
         if error is not None:
             manifest["error"] = _one_line(error)
         if random_note:
@@ -1202,6 +1232,208 @@ def cmd_batch(args) -> int:
 
 
 _COMMANDS["batch"] = cmd_batch
+# ============================================================================ segment everything
+_AMG_FLAGS = (  # (flag, generator argument, type, default, help)
+    ("--points-per-side", "points_per_side", int, 32, "points along each side of the grid"),
+    ("--points-per-batch", "points_per_batch", int, 64, "points through the mask decoder at once"),
+    ("--pred-iou-thresh", "pred_iou_thresh", float, 0.8, "keep masks with predicted IoU above this"),
+    ("--stability-score-thresh", "stability_score_thresh", float, 0.95,
+     "keep masks with stability score at least this"),
+    ("--stability-score-offset", "stability_score_offset", float, 1.0, "logit offset of the stability score"),
+    ("--mask-threshold", "mask_threshold", float, 0.0, "logit threshold of the binary masks"),
+    ("--box-nms-thresh", "box_nms_thresh", float, 0.7, "box IoU for duplicates within a crop"),
+    ("--crop-n-layers", "crop_n_layers", int, 0, "extra layers of crops (layer i: 2^i x 2^i crops)"),
+    ("--crop-nms-thresh", "crop_nms_thresh", float, 0.7, "box IoU for duplicates across crops"),
+    ("--crop-overlap-ratio", "crop_overlap_ratio", float, 512 / 1500, "overlap of the layer-1 crops"),
+    ("--crop-n-points-downscale-factor", "crop_n_points_downscale_factor", int, 1,
+     "layer i uses points-per-side / factor**i"),
+    ("--min-mask-region-area", "min_mask_region_area", float, 0,
+     "remove holes and islands up to this area (low-res mask pixels; needs OpenCV)"),
+)
+
+
+def _add_everything_parser(sub) -> None:
+    e = sub.add_parser("everything", help="segment everything in an image (automatic mask generator)",
+                       description="Segment everything in one image with the automatic mask generator "
+                                   "(official SAM2AutomaticMaskGenerator arguments and defaults): "
+                                   "masks.json (the generator's records, COCO RLE), overlay.png and "
+                                   "result.json.")
+    e.add_argument("image", metavar="IMAGE")
+    e.add_argument("--out", required=True, metavar="DIR")
+    g = e.add_argument_group("mask generator")
+    for flag, _, typ, default, hlp in _AMG_FLAGS:
+        g.add_argument(flag, type=typ, default=default, metavar="N" if typ is int else "X",
+                       help=f"{hlp} (default {default:.4g})" if typ is float else f"{hlp} (default {default})")
+    g.add_argument("--use-m2m", action="store_true", help="refine each mask once with itself as mask prompt")
+    g.add_argument("--single-mask", action="store_true", help="one mask per point instead of 3")
+    _add_model_args(e)
+
+
+def _amg_kwargs(args) -> Dict[str, object]:
+    kw = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name, *_ in _AMG_FLAGS}
+    kw.update(use_m2m=args.use_m2m, multimask_output=not args.single_mask, output_mode="coco_rle")
+    return kw
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise CliError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot read image {path}: {e}") from None
+
+
+def _index_mask_of(anns: Sequence[dict], hw: Tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 palette indices of COCO-RLE masks: the largest painted first, so smaller
+    masks stay visible; colours cycle through indices 1..255."""
+    from .io.masks import decode_rle
+
+    out = np.zeros(hw, dtype=np.uint8)
+    order = sorted(range(len(anns)), key=lambda i: -anns[i]["area"])
+    for rank, i in enumerate(order):
+        out[decode_rle([anns[i]["segmentation"]])[0]] = rank % 255 + 1
+    return out
+
+
+def cmd_everything(args) -> int:
+    """``sam2-fast everything``: automatic masks of one image -> masks.json, overlay.png, result.json."""
+    from .io.masks import RANDOM_WEIGHTS_NOTE, overlay_masks, save_json, save_png
+    from .predictors.automatic_mask_generator import check_generator_args
+
+    kwargs = _amg_kwargs(args)
+    check_generator_args(**kwargs)  # ValueError naming the argument, before anything is loaded
+    ckpt = _resolve_checkpoint(args)
+    path = Path(args.image)
+    image = _read_rgb(path)
+    h, w = image.shape[:2]
+    cfg, info = _model_plan(args, ckpt)
+    out_dir = Path(args.out)
+    if args.dry:
+        from .predictors.amg import crop_boxes
+
+        boxes, layers = crop_boxes((h, w), kwargs["crop_n_layers"], kwargs["crop_overlap_ratio"])
+        grids = check_generator_args(**kwargs)["point_grids"]
+        n_pts = sum(len(grids[layer]) for layer in layers)
+        _print_plan([("checkpoint", f"{ckpt}" + ("" if info else " (not downloaded yet)")
+                      + (" [RANDOM WEIGHTS]" if info and info.random_weights else "")),
+                     *_device_plan(args, cfg),
+                     ("image", f"{path} ({w}x{h})"),
+                     ("crops", f"{len(boxes)} (crop_n_layers {kwargs['crop_n_layers']})"),
+                     ("point prompts", f"{n_pts} ({3 if kwargs['multimask_output'] else 1} masks each"
+                                       + (", + m2m" if kwargs["use_m2m"] else "") + ")"),
+                     ("output", f"{out_dir} (masks.json COCO RLE, overlay.png, result.json)")])
+        return 0
+    staging = Staging(out_dir)
+    ok = False
+    try:
+        random_note = RANDOM_WEIGHTS_NOTE if info is not None and info.random_weights else None
+        if random_note:
+            _warn(f"{ckpt} holds random weights: the masks are meaningless")
+        from .build import build_sam2
+        from .checkpoint import CheckpointError
+        from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
+
+        try:
+            model = build_sam2(args.config, str(ckpt), device=_device(args), dtype=args.dtype,
+                               image_size=args.image_size, backend=args.backend)
+        except CheckpointError as e:
+            raise CliError(str(e)) from None
+        t0 = time.perf_counter()
+        anns = Sam2AutomaticMaskGenerator(model, **kwargs).generate(image)
+        wall = time.perf_counter() - t0
+        save_json(staging.path("masks.json"), anns)
+        save_png(staging.path("overlay.png"),
+                 overlay_masks(image, _index_mask_of(anns, (h, w)),
+                               banner="RANDOM WEIGHTS" if random_note else None), note=random_note)
+        result = {
+            "command": "everything", "image": str(path), "checkpoint": str(ckpt), "config": cfg.name,
+            "image_size": cfg.image_size, "device": str(model.device), "dtype": args.dtype,
+            "random_weights": bool(random_note), "height": h, "width": w,
+            "generator": {k: v for k, v in kwargs.items() if k != "output_mode"},
+            "num_masks": len(anns), "masks": "masks.json", "overlay": "overlay.png",
+            "wall_s": round(wall, 3),
+        }
+        if random_note:
+            result["note"] = random_note
+        save_json(staging.path("result.json"), result)
+        staging.commit()
+        ok = True
+    finally:
+        if not ok:
+            staging.discard()
+    if not args.quiet:
+        print(f"{len(anns)} masks in {wall:.1f} s -> {out_dir}")
+    return 0
+
+
+def _auto_video_args(args) -> Optional[Dict[str, object]]:
+    """``video --auto``: check the flags; None without --auto. Raises CliError / ValueError."""
+    if not args.auto:
+        if args.max_objects is not None or args.amg:
+            raise CliError("--max-objects and --amg go with --auto")
+        return None
+    if args.point or args.box:
+        raise CliError("--auto finds the objects itself: drop --point / --box")
+    if args.max_objects is not None and args.max_objects > 255:
+        raise CliError(f"--max-objects {args.max_objects}: at most 255 objects (the palette size)")
+    from .predictors.automatic_mask_generator import check_generator_args
+
+    kwargs: Dict[str, object] = {}
+    for spec in args.amg:
+        key, sep, text = spec.partition("=")
+        if not sep:
+            raise CliError(f"malformed --amg {spec!r}: expected KEY=VALUE")
+        if key not in {name for _, name, *_ in _AMG_FLAGS} | {"use_m2m", "multimask_output"}:
+            raise CliError(f"--amg {spec!r}: unknown generator argument {key!r}")
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            kwargs[key] = low == "true"
+        else:
+            try:
+                kwargs[key] = int(text) if low.lstrip("+-").isdigit() else float(text)
+            except ValueError:
+                raise CliError(f"malformed --amg {spec!r}: {text!r} is not a number or true/false") from None
+    check_generator_args(**kwargs)
+    return {"kwargs": kwargs, "max_objects": args.max_objects or 255}
+
+
+def _auto_prompts(model, frame: np.ndarray, frame_idx: int, auto: Dict[str, object]):
+    """``video --auto`` on the stream: the automatic mask generator's masks of ``frame``, largest
+    first, as mask prompts of objects 1..N. Returns (stream prompts, their VideoPrompt records).
+    Raises CliError when it keeps no mask."""
+    from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
+
+    anns = Sam2AutomaticMaskGenerator(model, **auto["kwargs"]).generate(frame)
+    anns = sorted(anns, key=lambda a: -a["area"])[: auto["max_objects"]]
+    if not anns:
+        raise CliError(f"--auto: the automatic mask generator kept no mask on frame {frame_idx} "
+                       "(try --amg pred_iou_thresh=... / --amg stability_score_thresh=...)")
+    return ({i + 1: {"mask": a["segmentation"]} for i, a in enumerate(anns)},
+            [VideoPrompt(i + 1, frame_idx) for i in range(len(anns))])
+
+
+def _add_auto_objects(predictor, state, frame: np.ndarray, frame_idx: int, lo: int,
+                      auto: Dict[str, object]) -> List[VideoPrompt]:
+    """Segment ``frame`` with the automatic mask generator and add its masks, largest first,
+    as objects 1..N (mask prompts on that frame). Raises CliError when it keeps no mask."""
+    from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
+
+    anns = Sam2AutomaticMaskGenerator(predictor.model, **auto["kwargs"]).generate(frame)
+    anns = sorted(anns, key=lambda a: -a["area"])[: auto["max_objects"]]
+    if not anns:
+        raise CliError(f"--auto: the automatic mask generator kept no mask on frame {frame_idx} "
+                       "(try --amg pred_iou_thresh=... / --amg stability_score_thresh=...)")
+    for i, a in enumerate(anns):
+        predictor.add_new_mask(state, frame_idx - lo, i + 1, a["segmentation"])
+    return [VideoPrompt(i + 1, frame_idx) for i in range(len(anns))]
+
+
+_COMMANDS = {"video": cmd_video, "image": cmd_image, "info": cmd_info, "convert": cmd_convert,
+             "checkpoint": cmd_checkpoint, "everything": cmd_everything}
 
 
 def _one_line(e: BaseException) -> str:

@@ -31,6 +31,13 @@ MODEL_URLS: Dict[str, str] = {
        for v in ("tiny", "small", "base_plus", "large")},
 }
 
+#: official Hugging Face model id (``sam2.build_sam.HF_MODEL_ID_TO_FILENAMES``) -> name; the
+#: ``from_pretrained`` ids. The files come from the URLs above (same files).
+HF_MODEL_IDS: Dict[str, str] = {
+    f"facebook/{ver.replace('_', '')}-hiera-{v.replace('_', '-')}": f"{ver}_hiera_{v}"
+    for ver in ("sam2", "sam2.1") for v in ("tiny", "small", "base_plus", "large")
+}
+
 #: name -> number of float32 values in the official state dict (all keys; checked by the tests
 #: against the model built from the config). The file holds them as float32 plus a small pickle.
 MODEL_NUMEL: Dict[str, int] = {

@@ -76,6 +76,10 @@ def test_gpu_check_dry(tmp_path):
         assert part in summary, part
     assert "x_official" in res.stdout  # the short table is printed last
 
+    a = json.loads((out / "amg.json").read_text())  # bench_amg.py --dry (automatic mask generator)
+    assert a["images"] and all(r["x_official"] > 0 and r["masks_sam2_fast"] == r["masks_official"]
+                               for r in a["images"].values()), a["images"]
+
 
 def test_hiera_shapes_cover_the_published_models():
     """The kernel benchmark derives every Hiera attention shape from the configs: the block

@@ -106,9 +106,9 @@ def test_real_weights_command_runs(tmp_path, cache):
     assert run["checkpoint"] == str(cache / "sam2.1_hiera_tiny.pt") and run["num_frames_written"] == 2
 
 
-@pytest.mark.parametrize("idx", range(3), ids=["image", "video", "stream"])
+@pytest.mark.parametrize("idx", range(4), ids=["image", "video", "stream", "everything"])
 def test_python_examples_run_as_written(idx, tmp_path, cache, monkeypatch):
-    assert len(PY) == 3
+    assert len(PY) == 4
     for name, cfg in list(config_mod.CONFIGS.items()):
         monkeypatch.setitem(config_mod.CONFIGS, name, cfg.with_image_size(64))
     work = tmp_path / "work"
@@ -116,14 +116,22 @@ def test_python_examples_run_as_written(idx, tmp_path, cache, monkeypatch):
     shutil.copy(cache / "sam2.1_hiera_tiny.pt", work / "sam2.1_hiera_tiny.pt")
     Image.fromarray(np.random.default_rng().integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(work / "truck.jpg")
     monkeypatch.chdir(work)
+    code = PY[idx]
+    if idx == 3:  # random weights: keep every candidate, few points
+        code = code.replace("points_per_side=32)", "points_per_side=3, pred_iou_thresh=0, stability_score_thresh=0)")
+        assert "pred_iou_thresh=0" in code
     scope: dict = {}
-    exec(compile(PY[idx], "README.md", "exec"), scope)
+    exec(compile(code, "README.md", "exec"), scope)
     if idx == 0:
         assert scope["masks"].shape == (3, 480, 640) and scope["masks"].dtype == np.float32
     elif idx == 1:
         assert sorted(scope["masks"]) == list(range(16)) and scope["masks"][0].shape == (2, 1, 270, 480)
-    else:
+    elif idx == 2:
         assert scope["out"].frame_idx == 15 and scope["out"].masks.shape == (1, 1, 270, 480)
+    else:
+        assert scope["records"] and scope["records"][0]["segmentation"].shape == (480, 640)
+        n = scope["out"].masks.shape[0]
+        assert scope["out"].frame_idx == 15 and 1 <= n <= 8 and scope["out"].obj_ids == list(range(1, n + 1))
 
 
 def test_promised_versions_are_pinned():

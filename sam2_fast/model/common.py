@@ -63,7 +63,8 @@ class Attention(nn.Module):
     """Multi-head attention with separate q/k/v/out projections and an optional internal
     downsampling of the embedding (official ``sam2.modeling.sam.transformer.Attention``).
 
-    ``forward(q (B, Nq, E), k (B, Nk, kv_in_dim), v (B, Nk, kv_in_dim)) -> (B, Nq, E)``.
+    ``forward(q (B, Nq, E), k (B, Nk, kv_in_dim), v (B, Nk, kv_in_dim)) -> (B, Nq, E)``; either
+    side may have batch 1 and is then shared by the other's batch (projected once).
     Parameters: ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``.
     """
 
@@ -97,5 +98,8 @@ class Attention(nn.Module):
         q = self.separate_heads(self.q_proj(q))
         k = self.separate_heads(self.k_proj(k))
         v = self.separate_heads(self.v_proj(v))
+        if q.shape[0] != k.shape[0]:  # a batch-1 side shared by the other side's batch
+            b = max(q.shape[0], k.shape[0])
+            q, k, v = q.expand(b, -1, -1, -1), k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.out_proj(self.recombine_heads(out))

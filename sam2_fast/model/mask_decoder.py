@@ -101,14 +101,18 @@ class MaskDecoder(nn.Module):
         b = sparse_prompt_embeddings.shape[0]
         tokens = torch.cat((out_tokens.unsqueeze(0).expand(b, -1, -1).to(sparse_prompt_embeddings.dtype),
                             sparse_prompt_embeddings), dim=1)
-        if repeat_image:
-            src = torch.repeat_interleave(image_embeddings, b, dim=0)
+        shared_dense = dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0
+        if repeat_image and image_embeddings.shape[0] == 1 and shared_dense:
+            # one image and one dense prompt for every prompt set: the transformer's first block
+            # works on the image tokens once (same maths as repeating them b times)
+            src = image_embeddings + dense_prompt_embeddings[:1]
+        elif repeat_image:
+            src = torch.repeat_interleave(image_embeddings, b, dim=0) + dense_prompt_embeddings
         else:
             if image_embeddings.shape[0] != b:
                 raise ValueError(f"image batch {image_embeddings.shape[0]} != prompt batch {b}")
-            src = image_embeddings
-        src = src + dense_prompt_embeddings
-        pos_src = image_pe.expand(b, -1, -1, -1)
+            src = image_embeddings + dense_prompt_embeddings
+        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)
         _, c, h, w = src.shape
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, s]

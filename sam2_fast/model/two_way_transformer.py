@@ -13,7 +13,10 @@ from .common import MLP, Attention
 
 class TwoWayAttentionBlock(nn.Module):
     """Token self-attention, token->image cross-attention, token MLP, image->token
-    cross-attention, each followed by a LayerNorm (official ``TwoWayAttentionBlock``)."""
+    cross-attention, each followed by a LayerNorm (official ``TwoWayAttentionBlock``).
+
+    ``keys`` (image tokens) may have batch 1 while ``queries`` have batch B (every prompt set on
+    one image): the image side is then computed once and the output keys have batch B."""
 
     def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int,
                  attention_downsample_rate: int, skip_first_layer_pe: bool) -> None:
@@ -39,7 +42,7 @@ class TwoWayAttentionBlock(nn.Module):
         q, k = queries + query_pe, keys + key_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
-        q, k = queries + query_pe, keys + key_pe
+        q = queries + query_pe  # keys, and so k, are unchanged since
         keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
         return queries, keys
 
