@@ -46,6 +46,7 @@ id = palette index) driven by prompts like the official video notebook.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -755,12 +756,15 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
         frames = device_frames(iter_source_frames(src, first, last), model.device, depth=8,
                                keep_host=True)
         try:
+            head = next(frames, None)  # the prompted frame (an error reading it is the run's)
+            if head is None:
+                raise CliError(f"{src.path} decoded to no frame {first}")
+            if auto:  # --auto: the generator's masks on the start frame are the prompts
+                stream_prompts, prompts = _auto_prompts(model, head[0], first, auto)
             with tqdm(total=n_proc, unit="frame", desc="tracking", disable=args.quiet,
                       file=sys.stderr, dynamic_ncols=True) as bar:
                 try:
-                    for i, (host, frame) in enumerate(frames):
-                        if i == 0 and auto:  # --auto: the generator's masks are the prompts
-                            stream_prompts, prompts = _auto_prompts(model, host, first, auto)
+                    for i, (host, frame) in enumerate(itertools.chain([head], frames)):
                         pred = sam.predict_video_frame(state, frame,
                                                        stream_prompts if i == 0 else None)
                         writer.write(first + i, host, pred)
@@ -1432,8 +1436,7 @@ def _add_auto_objects(predictor, state, frame: np.ndarray, frame_idx: int, lo: i
     return [VideoPrompt(i + 1, frame_idx) for i in range(len(anns))]
 
 
-_COMMANDS = {"video": cmd_video, "image": cmd_image, "info": cmd_info, "convert": cmd_convert,
-             "checkpoint": cmd_checkpoint, "everything": cmd_everything}
+_COMMANDS["everything"] = cmd_everything
 
 
 def _one_line(e: BaseException) -> str:

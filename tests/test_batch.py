@@ -276,14 +276,22 @@ def test_shards_split_the_ids(ckpt, data, local_run, tmp_path):
 
 
 # ============================================================================ "auto" prompts
-def test_auto_prompts(ckpt, data, tmp_path):
-    if not batch.auto_prompts_supported():
-        pytest.skip('Sam2.track has no prompts="auto" (max_objects) in this build yet')
+def test_auto_prompts(ckpt, data, tmp_path, monkeypatch):
+    assert batch.auto_prompts_supported()
+    from sam2_fast.predictors import automatic_mask_generator as amg_mod
+
+    real = amg_mod.Sam2AutomaticMaskGenerator.__init__
+
+    def keep_all(self, model, **kw):  # random weights: keep every candidate of a small grid
+        kw.update(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+        real(self, model, **kw)
+
+    monkeypatch.setattr(amg_mod.Sam2AutomaticMaskGenerator, "__init__", keep_all)
     d, _ = data
     m = _lines(tmp_path / "m.jsonl", [{"id": "auto", "video": str(d / "clip.mp4"), "prompts": "auto",
                                        "max_objects": 3, "max_frames": 2}])
     out = tmp_path / "out"
-    assert _run_local(ckpt, m, out) == 0, _status(out)
+    assert _run_local(ckpt, m, out) == 0, [r.get("error") for r in _status(out)]
     run = json.loads((out / "auto" / "run.json").read_text())
     assert run["prompts"] == "auto" and run["max_objects"] == 3 and run["num_frames_written"] == 2
     assert sorted(p.name for p in (out / "auto").glob("*.png")) == ["00000.png", "00001.png"]
