@@ -250,7 +250,8 @@ class MemoryAttention(nn.Module):
         mpos = memory_pos.transpose(0, 1) if memory_pos is not None else None
         for i, layer in enumerate(self.layers):
             if i == 0 and shared:
-                out = layer.self_block(out, qpos, feat_hw).expand(B, -1, -1)
+                # materialized: the layers after it run faster on a contiguous batch
+                out = layer.self_block(out, qpos, feat_hw).expand(B, -1, -1).contiguous()
                 qpos = qpos.expand(B, -1, -1) if qpos is not None else None
                 out = layer.cross_block(out, mem, pos=mpos, query_pos=qpos,
                                         num_k_exclude_rope=num_obj_ptr_tokens, feat_hw=feat_hw)
