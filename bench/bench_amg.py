@@ -175,12 +175,12 @@ def main(argv=None) -> int:
         rec: Dict[str, object] = {"hw": list(image.shape[:2])}
         times: Dict[str, List[float]] = {"sam2_fast": [], "official": []}
         for provider in ("sam2_fast", "official"):  # warm-up (not timed)
-            out, s, _ = timed(lambda: call(provider, image), dev)
+            out, s, _ = timed(lambda p=provider, im=image: call(p, im), dev)
             rec[f"masks_{provider}"] = len(out)
             rec[f"warmup_s_{provider}"] = round(s, 3)
         for r in range(args.runs):
             for provider in ("sam2_fast", "official"):
-                out, s, load = timed(lambda: call(provider, image), dev)
+                out, s, load = timed(lambda p=provider, im=image: call(p, im), dev)
                 times[provider].append(s)
                 payload["runs"].append({"image": name, "round": r, "provider": provider, "s": round(s, 4),
                                         "masks": len(out), "loadavg": [round(x, 2) for x in load]})

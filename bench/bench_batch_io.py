@@ -66,7 +66,7 @@ def main(argv=None) -> int:
             return 2
         it = iter_frames(str(src))
         frames = []
-        dts = _timed(lambda i: frames.append(next(it)), args.frames)
+        dts = _timed(lambda i, frames=frames, it=it: frames.append(next(it)), args.frames)
         rows[name] = {"median_ms": 1e3 * statistics.median(dts), "n": len(dts)}
     h, w = frames[0].shape[:2]
     dts = _timed(lambda i: preprocess_frame(frames[i], args.image_size, torch.device("cpu")), args.frames)
@@ -78,11 +78,13 @@ def main(argv=None) -> int:
             index = combine_object_masks(masks, ids)
             k = min(args.frames, 50)
             d = Path(tmp)
-            dts = _timed(lambda i: (save_palette_png(d / f"{i:05d}.png", combine_object_masks(masks, ids))), k)
+            dts = _timed(lambda i, d=d, masks=masks, ids=ids:
+                         save_palette_png(d / f"{i:05d}.png", combine_object_masks(masks, ids)), k)
             size = (d / "00000.png").stat().st_size
             rows[f"palette PNG, {n_obj} object(s)"] = {"median_ms": 1e3 * statistics.median(dts),
                                                       "bytes": size, "n": k}
-            dts = _timed(lambda i: save_json(d / f"{i:05d}.json", rle_frame_record(i, ids, masks)), k)
+            dts = _timed(lambda i, d=d, masks=masks, ids=ids:
+                         save_json(d / f"{i:05d}.json", rle_frame_record(i, ids, masks)), k)
             size = (d / "00000.json").stat().st_size
             rows[f"RLE JSON, {n_obj} object(s)"] = {"median_ms": 1e3 * statistics.median(dts),
                                                    "bytes": size, "n": k}

@@ -439,7 +439,7 @@ def run_image(provider: str, size: str, ckpt: Path, device, args, image: np.ndar
             once()
             times.append((time.perf_counter() - t0) * 1e3)
     row.update(ms=statistics.median(times), ms_all=times, peak_mem_gib=mem_peak_gib(device, base))
-    del pred, model
+    pred = model = None  # free before the next provider is built
     mem_reset(device)
     return row
 

@@ -97,7 +97,7 @@ def measure_ceilings(device: torch.device, dry: bool = False) -> Dict[str, float
         "copy_bytes": nbytes,
         "copy_ms": t_cp,
     }
-    del a, b, src, dst
+    a = b = src = dst = None  # free the buffers now
     return out
 
 

@@ -156,7 +156,8 @@ class Sam2:
         Raises:
             ValueError: a frame of another size (never resized silently), non-RGB or non-uint8
                 input, prompts for a frame already passed or not arrived, an obj_id reused after
-                :meth:`remove_object`, malformed prompts, no prompt on the first frame. The state is unchanged after an error.
+                :meth:`remove_object`, malformed prompts, no prompt on the first frame. The state is
+                unchanged after an error.
         """
         return self._tracker.step(state, frame, prompts)
 

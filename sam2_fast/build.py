@@ -318,5 +318,5 @@ def build_sam2_video_predictor_hf(model_id: str, **kwargs):
     return build_sam2_video_predictor(name, path, **kwargs)
 
 
-__all__ = ["build_sam2", "build_sam2_hf", "set_kernel_profile", "build_sam2_video_predictor", "build_sam2_video_predictor_hf",
-           "parse_overrides", "resolve_dtype", "split_build_kwargs"]
+__all__ = ["build_sam2", "build_sam2_hf", "set_kernel_profile", "build_sam2_video_predictor",
+           "build_sam2_video_predictor_hf", "parse_overrides", "resolve_dtype", "split_build_kwargs"]

@@ -109,7 +109,7 @@ def compare_to_official(ours: list, ref: list, mode: str) -> dict:
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
     pairs = sorted(((iou[i, j], i, j) for i in range(len(ref)) for j in range(len(ours))), reverse=True)
     match, used = {}, set()
-    for v, i, j in pairs:
+    for _v, i, j in pairs:
         if i not in match and j not in used:
             match[i] = j
             used.add(j)

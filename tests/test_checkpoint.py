@@ -80,7 +80,8 @@ def test_missing_and_unexpected_keys_listed(tmp_path, tiny_sd):
 
 def test_config_mismatch_names_keys(tmp_path, tiny_sd):
     save_state_dict(tiny_sd, tmp_path / "t.pt")
-    with pytest.raises(CheckpointError, match=r"sam2.1_hiera_large does not match.*detected: sam2.1_hiera_tiny.*shape mismatches"):
+    with pytest.raises(CheckpointError,
+                       match=r"sam2.1_hiera_large does not match.*detected: sam2.1_hiera_tiny.*shape mismatches"):
         sam2_fast.build_sam2("sam2.1_hiera_large", tmp_path / "t.pt", device="cpu")
     with pytest.raises(CheckpointError, match=r"detected: sam2.1_hiera_tiny.*unexpected keys.*no_obj_embed_spatial"):
         sam2_fast.build_sam2("sam2_hiera_tiny", tmp_path / "t.pt", device="cpu")

@@ -323,7 +323,7 @@ def test_video_orientation(ckpt, tmp_path):
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
         s.set_display_rotation(90)
-        for i in range(2):
+        for _ in range(2):
             a = np.zeros((32, 64, 3), np.uint8)
             a[:8, :16] = 255  # a white block top-left of the stored frame
             for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):

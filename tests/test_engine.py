@@ -6,7 +6,6 @@ at ``memory_temporal_stride_for_eval=2`` (offline and streaming)."""
 from __future__ import annotations
 
 import dataclasses
-import random
 
 import numpy as np
 import pytest

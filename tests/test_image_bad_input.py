@@ -47,7 +47,8 @@ def test_bad_images(predictor, bad, msg):
 
 @pytest.mark.parametrize("kw, msg", [
     (dict(point_coords=np.array([[10.0, 10.0]])), "together"),
-    (dict(point_coords=np.array([[10.0, 10.0], [5.0, 5.0]]), point_labels=np.array([1])), "point_labels must be of shape"),
+    (dict(point_coords=np.array([[10.0, 10.0], [5.0, 5.0]]), point_labels=np.array([1])),
+     "point_labels must be of shape"),
     (dict(point_coords=np.array([[10.0, 10.0]]), point_labels=np.array([5])), r"point_labels must be in"),
     (dict(point_coords=np.array([10.0, 10.0]), point_labels=np.array([1])), r"\(N, 2\)"),
     (dict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0)), "point_coords is empty"),

@@ -13,7 +13,6 @@ boxes, recording it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

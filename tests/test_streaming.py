@@ -59,7 +59,7 @@ def _offline(model, frames, steps):
     pred = Sam2VideoPredictor(model)
     st = pred.init_state(frames)
     seen, kinds = set(), []
-    for f, prompts in steps:
+    for _f, prompts in steps:
         kinds.append(all(o in seen for o in prompts))  # True: a correction
         seen.update(prompts)
     outs = {}
@@ -135,7 +135,8 @@ def test_several_streams_in_one_call(model, frames, monkeypatch):
     sa, sb = sam.new_video_state(num_frames=5), sam.new_video_state(num_frames=5)
     calls = []
     real = model.track_step
-    monkeypatch.setattr(model, "track_step", lambda *a_, **k: calls.append(k["current_vision_feats"][-1].shape[1]) or real(*a_, **k))
+    monkeypatch.setattr(model, "track_step",
+                        lambda *a_, **k: calls.append(k["current_vision_feats"][-1].shape[1]) or real(*a_, **k))
     for i in range(5):
         pa = {1: PROMPTS[1], 3: PROMPTS[3]} if i == 0 else None
         pb = {7: PROMPTS[2]} if i == 0 else None
@@ -204,7 +205,8 @@ def test_bad_input_leaves_state_usable(model, frames):
         sam.predict_video_frame(state, frames[2], {1: PROMPTS[1]})
     with pytest.raises(ValueError, match="unknown obj_id"):
         sam.remove_object(state, 1)
-    out = sam.predict_video_frame(state, frames[2], {5: {"mask": np.pad(np.ones((100, 100), bool), ((100, 340), (200, 660)))}})
+    mask = np.pad(np.ones((100, 100), bool), ((100, 340), (200, 660)))
+    out = sam.predict_video_frame(state, frames[2], {5: {"mask": mask}})
     assert out.obj_ids == [5] and out.mask_logits.shape == (1, 1, 540, 960)
 
 

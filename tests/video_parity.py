@@ -146,7 +146,7 @@ class VideoPair:
         for obj_idx, obj_id in enumerate(self.s_ours["obj_ids"]):
             assert self.s_off["obj_ids"][obj_idx] == obj_id
 
-            def find(state):
+            def find(state, obj_idx=obj_idx):
                 d = state["output_dict_per_obj"][obj_idx]
                 t = state["temp_output_dict_per_obj"][obj_idx]
                 for dd in (t["cond_frame_outputs"], t["non_cond_frame_outputs"],

@@ -9,8 +9,9 @@ state: the same shapes, the same input addresses (the fixed-capacity
 * :class:`StaticGraph` — one graph over static input buffers: inputs are copied into the
   graph's buffers (persistent ones, like the fixed-capacity memory bank that the caller refills
   in place, are read where they are), the graph is replayed, and the outputs are the graph's
-  static output tensors (overwritten by the next replay: callers clone what they keep). Inputs that are broadcast views (a stride-0 batch dimension: one
-  frame's features expanded to B objects) are stored once and expanded inside the graph.
+  static output tensors (overwritten by the next replay: callers clone what they keep). Inputs
+  that are broadcast views (a stride-0 batch dimension: one frame's features expanded to B
+  objects) are stored once and expanded inside the graph.
 * :class:`GraphRunner` — the bookkeeping: which calls replay, which run eagerly. A key (the op
   and every shape it depends on) is run eagerly ``warmup`` times (that also compiles and tunes
   every kernel), captured at its next call, and replayed from then on. Steps with prompts, the

@@ -557,7 +557,7 @@ class MemoryBank:
                                          for t_pos, _, _ in plan.spatial]
         self.valid_spatial = [False] * self.spatial_slots
         pos_const = None
-        for i, ((t_pos, frame, source), slot) in enumerate(zip(reads, slot_of)):
+        for i, ((_t_pos, frame, source), slot) in enumerate(zip(reads, slot_of)):
             dst = self.memory[i * hw:(i + 1) * hw]
             for row, e in gather(frame, source):
                 if e.maskmem_features is None:

@@ -366,4 +366,5 @@ class LazyFrameLoader:
         return img
 
 
-__all__ = ["FrameSizeError", "load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader", "LazyFrameLoader"]
+__all__ = ["FrameSizeError", "load_video_frames", "load_image_frame", "list_frame_files", "AsyncFrameLoader",
+           "LazyFrameLoader"]

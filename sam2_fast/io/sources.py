@@ -67,6 +67,11 @@ class VideoSource:
         return rec
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def _upright(arr: np.ndarray, rotation: int) -> np.ndarray:
     """Turn a decoded frame by its display-matrix rotation (degrees counter-clockwise; flips
     in the matrix are not applied)."""
@@ -121,7 +126,7 @@ def open_video(path_str: str, apply_orientation: bool = True) -> VideoSource:
     except _NoVideo as e:
         raise ValueError(str(e)) from None
     except av_errors() as e:
-        raise ValueError(f"cannot read video {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ValueError(f"cannot read video {path}: {_first_line(e)}") from None
     if apply_orientation and int(round(rotation / 90.0)) % 2:
         w, h = h, w
     return VideoSource(path, "file", n, int(w), int(h), float(rate) if rate else None,
@@ -166,7 +171,7 @@ def iter_source_frames(src: VideoSource, lo: int = 0, hi: Optional[int] = None) 
                 if hi is not None and i >= hi:
                     break
     except av_errors() as e:
-        raise ValueError(f"cannot decode video {src.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ValueError(f"cannot decode video {src.path}: {_first_line(e)}") from None
 
 
 def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray]:

@@ -90,7 +90,7 @@ class Sam2Model(Sam2TrackingMixin, nn.Module):
         """Set the kernel backend of every submodule that calls a kernel (in place)."""
         check_backend_name(backend)
         for mod in self.modules():
-            if hasattr(mod, "backend") and isinstance(getattr(mod, "backend"), str):
+            if hasattr(mod, "backend") and isinstance(mod.backend, str):
                 mod.backend = backend
         return self
 
@@ -217,7 +217,8 @@ class Sam2Model(Sam2TrackingMixin, nn.Module):
         out_scale, out_bias = 20.0, -10.0
         m = mask_inputs.to(backbone_features.dtype)
         high_res_masks = m * out_scale + out_bias
-        low_res_masks = F.interpolate(high_res_masks, size=(high_res_masks.shape[-2] // 4, high_res_masks.shape[-1] // 4),
+        low_res_masks = F.interpolate(high_res_masks,
+                                      size=(high_res_masks.shape[-2] // 4, high_res_masks.shape[-1] // 4),
                                       align_corners=False, mode="bilinear", antialias=True)
         ious = mask_inputs.new_ones(mask_inputs.shape[0], 1).to(backbone_features.dtype)
         obj_ptr = self._forward_sam_heads(backbone_features, mask_inputs=self.mask_downsample(m),

@@ -262,7 +262,7 @@ class Sam2ImagePredictor:
                 raise ValueError(f"{name} has {len(lst)} entries for {n} images")
         out_m, out_i, out_l = [], [], []
         for i in range(n):
-            pick = lambda lst: None if lst is None else lst[i]  # noqa: E731
+            pick = lambda lst, i=i: None if lst is None else lst[i]  # noqa: E731
             mask_t, coords, labels, box_t, empty = self._prep_prompts(
                 pick(point_coords_batch), pick(point_labels_batch), pick(box_batch), pick(mask_input_batch),
                 normalize_coords, i)
