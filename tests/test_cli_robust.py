@@ -163,11 +163,14 @@ def test_stale_partial_folders(ckpt, tmp_path, capsys):
 @pytest.mark.parametrize("sig, rc, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_signal_cleans_up(ckpt, tmp_path, sig, rc, word):
     """SIGTERM (timeout, kill, docker stop) and Ctrl-C in the middle of tracking: one line, the
-    exit code of the signal, and no partial folder left behind."""
+    exit code of the signal, and no partial folder left behind. 120 frames: the frames written
+    lag tracking by up to the writer's queue, so a short clip could finish before the signal."""
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_console() + ["video", "--sample", "--checkpoint", str(ckpt), "--point", "1:0:105,175",
-                                          "--out", str(out), "--image-size", "256", "--quiet"],
+    video = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bedroom"
+    proc = subprocess.Popen(_console() + ["video", str(video), "--max-frames", "120", "--checkpoint", str(ckpt),
+                                          "--point", "1:0:210,350", "--out", str(out), "--image-size", "256",
+                                          "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
