@@ -160,6 +160,13 @@ def test_stale_partial_folders(ckpt, tmp_path, capsys):
 
 
 # ============================================================================ interrupts
+def _default_sigint():
+    """In the child before exec: SIGINT back to its default. A test run started in the background
+    by a non-interactive shell inherits SIGINT ignored, and a Python started that way (rightly)
+    never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, rc, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_signal_cleans_up(ckpt, tmp_path, sig, rc, word):
     """SIGTERM (timeout, kill, docker stop) and Ctrl-C in the middle of tracking: one line, the
@@ -171,7 +178,8 @@ def test_signal_cleans_up(ckpt, tmp_path, sig, rc, word):
     proc = subprocess.Popen(_console() + ["video", str(video), "--max-frames", "120", "--checkpoint", str(ckpt),
                                           "--point", "1:0:210,350", "--out", str(out), "--image-size", "256",
                                           "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         partial = list(tmp_path.glob(".out.partial-*"))
