@@ -609,9 +609,7 @@ def cmd_video(args) -> int:
         # never holding the video (same results as the offline predictor: prompts on one frame)
         return _video_streaming(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
                                 first, last, auto)
-    staging = _staging(args, out_dir)
-    ok = False
-    try:
+    with _staging(args, out_dir) as staging:
         frames = read_frames(src, lo, hi)
         if lo + len(frames) <= need_hi:
             raise CliError(f"frame {need_hi} is past the end: {src.path} decoded to "
@@ -698,10 +696,6 @@ def cmd_video(args) -> int:
             manifest["note"] = random_note
         save_json(staging.path("run.json"), manifest)
         staging.commit()
-        ok = True
-    finally:
-        if not ok:
-            staging.discard()
     if not args.quiet:
         print(f"{done} frames in {wall:.1f} s ({done / track_s:.2f} frames/s tracking) -> {out_dir}"
               + (f", overlay {overlay}" if overlay else ""))
@@ -728,10 +722,8 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
     from .io.sources import iter_source_frames
     from .io.video_output import FrameOutputWriter, OutputOptions
 
-    staging = _staging(args, out_dir)
-    ok = False
     done, error = 0, None
-    try:
+    with _staging(args, out_dir) as staging:
         random_note = _random_note(info, ckpt)
         model = build_sam2(args.config, str(ckpt), device=_device(args), dtype=args.dtype,
                            image_size=args.image_size, backend=args.backend)
@@ -812,10 +804,6 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
             manifest["note"] = random_note
         save_json(staging.path("run.json"), manifest)
         staging.commit()
-        ok = True
-    finally:
-        if not ok:
-            staging.discard()
     if error is not None:
         raise CliError(f"{_one_line(error)} (stopped after {done} frames; they were written to "
                        f"{out_dir}, run.json says complete: false)")
@@ -871,9 +859,7 @@ def cmd_image(args) -> int:
                      ("output", str(out_dir))])
         return 0
     image, orientation = load_image(path, apply_exif=not args.raw_orientation)
-    staging = _staging(args, out_dir)
-    ok = False
-    try:
+    with _staging(args, out_dir) as staging:
         random_note = _random_note(info, ckpt)
         from .build import build_sam2
         from .predictors.image import Sam2ImagePredictor
@@ -926,10 +912,6 @@ def cmd_image(args) -> int:
             result["note"] = random_note
         save_json(staging.path("result.json"), result)
         staging.commit()
-        ok = True
-    finally:
-        if not ok:
-            staging.discard()
     if not args.quiet:
         o = result["objects"][0]
         print(f"{len(files)} mask(s) -> {out_dir} (IoU {', '.join(f'{v:.3f}' for v in o['iou_predictions'])}; "
@@ -1331,9 +1313,7 @@ def cmd_everything(args) -> int:
                                        + (", + m2m" if kwargs["use_m2m"] else "") + ")"),
                      ("output", f"{out_dir} (masks.json COCO RLE, overlay.png, result.json)")])
         return 0
-    staging = Staging(out_dir)
-    ok = False
-    try:
+    with Staging(out_dir) as staging:
         random_note = RANDOM_WEIGHTS_NOTE if info is not None and info.random_weights else None
         if random_note:
             _warn(f"{ckpt} holds random weights: the masks are meaningless")
@@ -1365,10 +1345,6 @@ def cmd_everything(args) -> int:
             result["note"] = random_note
         save_json(staging.path("result.json"), result)
         staging.commit()
-        ok = True
-    finally:
-        if not ok:
-            staging.discard()
     if not args.quiet:
         print(f"{len(anns)} masks in {wall:.1f} s -> {out_dir}")
     return 0

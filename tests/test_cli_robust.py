@@ -159,6 +159,24 @@ def test_stale_partial_folders(ckpt, tmp_path, capsys):
         live.wait()
 
 
+def test_staging_block_commits_or_discards(tmp_path):
+    """``with Staging(out) as s``: commit publishes; an error or leaving without commit leaves
+    nothing behind (the folder of a half-written run never appears)."""
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"):
+        with staging_mod.Staging(out) as s:
+            s.path("a.txt").write_text("half")
+            raise RuntimeError("boom")
+    with staging_mod.Staging(out) as s:
+        s.path("a.txt").write_text("forgotten")  # no commit
+    assert list(tmp_path.iterdir()) == []
+    with staging_mod.Staging(out) as s:
+        s.path("a.txt").write_text("done")
+        s.commit()
+    assert s.committed and (out / "a.txt").read_text() == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 # ============================================================================ interrupts
 def _default_sigint():
     """In the child before exec: SIGINT back to its default. A test run started in the background

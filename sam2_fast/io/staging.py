@@ -69,13 +69,19 @@ def _exchange(a: Path, b: Path) -> bool:
 class Staging:
     """A hidden folder next to the output folder collecting all outputs of one run; on
     :meth:`commit` it becomes the output folder (and extra files such as an overlay outside it
-    move to their own paths); on :meth:`discard` everything is deleted.
+    move to their own paths); on :meth:`discard` everything is deleted. As a context manager,
+    leaving the block without :meth:`commit` discards::
+
+        with Staging(out_dir) as staging:
+            ...write into staging.path(name)...
+            staging.commit()
 
     Args:
         out_dir: the output folder.
         overwrite: replace an existing non-empty ``out_dir`` (and existing extra files).
 
     Attributes:
+        committed: :meth:`commit` has succeeded.
         removed_stale: partial folders of earlier, killed runs into the same output that were
             removed (or old folders restored) while starting this one.
 
@@ -87,6 +93,7 @@ class Staging:
     def __init__(self, out_dir: Path, overwrite: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
+        self.committed = False
         self.removed_stale: List[Path] = []
         out = self.out_dir
         if out.exists() and not out.is_dir():
@@ -155,6 +162,10 @@ class Staging:
     def commit(self) -> None:
         """Make the staged outputs the real ones (see the module docstring for the atomicity).
         Raises OSError when the file system refuses."""
+        self._commit()
+        self.committed = True
+
+    def _commit(self) -> None:
         for staged, target in self.extra.items():
             if not staged.exists():  # not produced (a run that stopped early): nothing to move
                 continue
@@ -177,6 +188,15 @@ class Staging:
     def discard(self) -> None:
         """Delete everything staged (nothing of this run is left behind)."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Leaving the block without :meth:`commit` (an error, an interrupt, an early return)
+        discards the staged outputs."""
+        if not self.committed:
+            self.discard()
 
 
 def check_output_file(path: Path, what: str, overwrite: Optional[bool] = None) -> None:
