@@ -495,6 +495,39 @@ def _device_plan(args, cfg) -> List[Tuple[str, object]]:
     ]
 
 
+def _video_run_record(args, src, prompts, ckpt: Path, cfg, device, backend: str, random_note: Optional[str],
+                      overlay: Optional[Path], auto: Optional[Dict[str, object]], *, engine: str,
+                      frames: Tuple[int, int], done: int, wall: float, track_s: float,
+                      error: Optional[BaseException] = None) -> Dict[str, object]:
+    """The ``run.json`` of ``sam2-fast video`` (offline and streaming engines write the same keys;
+    the batch runner's per-video record follows them). ``frames``: first and last frame index
+    written; ``complete`` is False when ``error`` stopped the run early."""
+    record: Dict[str, object] = {
+        "command": "video", "engine": engine, "complete": error is None,
+        "video": str(src.path), "sample": bool(args.sample),
+        "checkpoint": str(ckpt), "config": cfg.name, "image_size": cfg.image_size,
+        "device": str(device), "dtype": args.dtype, "backend": backend,
+        "backend_requested": args.backend, "random_weights": bool(random_note),
+        "frames": list(frames), "reverse": bool(args.reverse), "num_frames_written": done,
+        "width": src.width, "height": src.height, **src.orientation_record(),
+        "format": args.format, "overlay": str(overlay) if overlay else None,
+        "prompts": [{"obj_id": p.obj_id, "frame": p.frame, "points": p.points,
+                     "labels": p.labels, "box": p.box} for p in prompts],
+        "clipped_boxes": [{"obj_id": p.obj_id, "frame": p.frame, "given": list(p.box_given),
+                           "used": list(p.box)} for p in prompts if p.box_given is not None],
+        "wall_s": round(wall, 3), "tracking_s": round(track_s, 3),
+        "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
+    }
+    if auto:
+        record["auto"] = {"generator": auto["kwargs"], "max_objects": auto["max_objects"],
+                          "objects": len(prompts)}
+    if error is not None:
+        record["error"] = _one_line(error)
+    if random_note:
+        record["note"] = random_note
+    return record
+
+
 def _staging(args, out_dir: Path) -> Staging:
     staging = Staging(out_dir, overwrite=args.overwrite)
     for p in staging.removed_stale:
@@ -673,27 +706,9 @@ def cmd_video(args) -> int:
             raise
         wall = time.perf_counter() - t0
         track_s = time.perf_counter() - t_track
-        manifest = {
-            "command": "video", "engine": "offline", "complete": True,
-            "video": str(src.path), "sample": bool(args.sample),
-            "checkpoint": str(ckpt), "config": cfg.name, "image_size": cfg.image_size,
-            "device": str(predictor.device), "dtype": args.dtype, "backend": backend,
-            "backend_requested": args.backend, "random_weights": bool(random_note),
-            "frames": [first, last], "reverse": args.reverse, "num_frames_written": done,
-            "width": src.width, "height": src.height, **src.orientation_record(),
-            "format": args.format, "overlay": str(overlay) if overlay else None,
-            "prompts": [{"obj_id": p.obj_id, "frame": p.frame, "points": p.points,
-                         "labels": p.labels, "box": p.box} for p in prompts],
-            "clipped_boxes": [{"obj_id": p.obj_id, "frame": p.frame, "given": list(p.box_given),
-                               "used": list(p.box)} for p in prompts if p.box_given is not None],
-            "wall_s": round(wall, 3), "tracking_s": round(track_s, 3),
-            "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
-        }
-        if auto:
-            manifest["auto"] = {"generator": auto["kwargs"], "max_objects": auto["max_objects"],
-                                "objects": len(prompts)}
-        if random_note:
-            manifest["note"] = random_note
+        manifest = _video_run_record(args, src, prompts, ckpt, cfg, predictor.device, backend, random_note,
+                                     overlay, auto, engine="offline", frames=(first, last), done=done,
+                                     wall=wall, track_s=track_s)
         save_json(staging.path("run.json"), manifest)
         staging.commit()
     if not args.quiet:
@@ -778,30 +793,10 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
             raise error
         wall = time.perf_counter() - t0
         track_s = time.perf_counter() - t_track
-        manifest = {
-            "command": "video", "engine": "streaming", "complete": error is None,
-            "video": str(src.path), "sample": bool(args.sample),
-            "checkpoint": str(ckpt), "config": cfg.name, "image_size": cfg.image_size,
-            "device": str(model.device), "dtype": args.dtype, "backend": backend,
-            "backend_requested": args.backend, "random_weights": bool(random_note),
-            "frames": [first, first + done - 1], "reverse": False, "num_frames_written": done,
-            "width": src.width, "height": src.height, **src.orientation_record(),
-            "format": args.format, "overlay": str(overlay) if overlay else None,
-            "prompts": [{"obj_id": p.obj_id, "frame": p.frame, "points": p.points,
-                         "labels": p.labels, "box": p.box} for p in prompts],
-            "clipped_boxes": [{"obj_id": p.obj_id, "frame": p.frame, "given": list(p.box_given),
-                               "used": list(p.box)} for p in prompts if p.box_given is not None],
-            "wall_s": round(wall, 3), "tracking_s": round(track_s, 3),
-            "frames_per_s": round(done / track_s, 3) if track_s > 0 else None,
-            "cuda_graphs": sam.graph_stats if torch.device(model.device).type == "cuda" else None,
-        }
-        if auto:
-            manifest["auto"] = {"generator": auto["kwargs"], "max_objects": auto["max_objects"],
-                                "objects": len(prompts)}
-        if error is not None:
-            manifest["error"] = _one_line(error)
-        if random_note:
-            manifest["note"] = random_note
+        manifest = _video_run_record(args, src, prompts, ckpt, cfg, model.device, backend, random_note,
+                                     overlay, auto, engine="streaming", frames=(first, first + done - 1),
+                                     done=done, wall=wall, track_s=track_s, error=error)
+        manifest["cuda_graphs"] = sam.graph_stats if torch.device(model.device).type == "cuda" else None
         save_json(staging.path("run.json"), manifest)
         staging.commit()
     if error is not None:

@@ -13,6 +13,9 @@ from PIL import Image
 from sam2_fast.cli import main
 from sam2_fast.io.masks import decode_rle, load_palette_png
 
+from cli_helpers import assert_bad as _assert_bad
+from cli_helpers import entries as _entries
+
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -29,22 +32,6 @@ def ckpt(tmp_path_factory):
     p = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     assert main(["checkpoint", "--random", "sam2.1_hiera_tiny", str(p), "--seed", "2"]) == 0
     return p
-
-
-def _entries(folder: Path):
-    return sorted(x.name for x in folder.iterdir())
-
-
-def _assert_bad(capsys, argv, match, root: Path):
-    before = _entries(root)
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("sam2-fast: warning:")]
-    assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("sam2-fast: error: "), err
-    assert "Traceback" not in err
-    assert match.lower() in lines[0].lower(), lines[0]
-    assert _entries(root) == before, "bad input left files behind"
 
 
 @needs_data

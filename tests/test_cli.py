@@ -22,6 +22,9 @@ from sam2_fast.checkpoint import load_state_dict
 from sam2_fast.cli import main
 from sam2_fast.io.masks import DAVIS_PALETTE, decode_rle, load_palette_png, read_video_frames
 
+from cli_helpers import assert_bad as _assert_bad
+from cli_helpers import entries as _entries
+
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -39,23 +42,6 @@ def ckpt(tmp_path_factory):
     p = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     assert main(["checkpoint", "--random", "sam2.1_hiera_tiny", str(p), "--seed", "1"]) == 0
     return p
-
-
-def _entries(folder: Path):
-    return sorted(x.name for x in folder.iterdir())
-
-
-def _assert_bad(capsys, argv, match, root: Path):
-    """exit 2, one line on stderr, no traceback, nothing written under ``root``."""
-    before = _entries(root)
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("sam2-fast: warning:")]
-    assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("sam2-fast: error: "), err
-    assert "Traceback" not in err
-    assert match.lower() in lines[0].lower(), lines[0]
-    assert _entries(root) == before, "bad input left files behind"
 
 
 # ============================================================================ checkpoints

@@ -52,6 +52,17 @@ def triton_available() -> bool:
     return _TRITON_AVAILABLE
 
 
+def requested_backend(backend: str) -> str:
+    """``backend`` checked, with ``"auto"`` replaced by ``SAM2_FAST_BACKEND`` when that is set.
+
+    Returns ``"auto"``, ``"triton"`` or ``"torch"``. Raises ValueError for an unknown name (in the
+    argument or the environment variable)."""
+    check_backend_name(backend)
+    if backend == "auto":
+        backend = check_backend_name(os.environ.get("SAM2_FAST_BACKEND", "auto"))
+    return backend
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Resolve ``backend`` for tensors on ``device`` to ``"triton"`` or ``"torch"``.
 
@@ -60,11 +71,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         RuntimeError: ``"triton"`` requested where it cannot run (no triton, or CPU tensors
             without ``TRITON_INTERPRET=1``).
     """
-    check_backend_name(backend)
-    if backend == "auto":
-        env = os.environ.get("SAM2_FAST_BACKEND", "auto")
-        check_backend_name(env)
-        backend = env
+    backend = requested_backend(backend)
     if backend == "torch":
         return "torch"
     runnable = triton_available() and (device.type == "cuda" or interpreter_enabled())

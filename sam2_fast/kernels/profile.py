@@ -488,13 +488,9 @@ def choose(op: str, backend: str, device: torch.device, profile: Optional[Kernel
         RuntimeError: ``backend="triton"`` where Triton cannot run (from
             :func:`~sam2_fast.kernels._backend.resolve_backend`).
     """
-    from ._backend import resolve_backend
+    from ._backend import requested_backend, resolve_backend
 
-    check_backend_name(backend)
-    if backend == "auto":
-        env = os.environ.get("SAM2_FAST_BACKEND", "auto")
-        check_backend_name(env)
-        backend = env
+    backend = requested_backend(backend)
     if backend == "torch":
         return TORCH
     if backend == "triton":
