@@ -532,6 +532,35 @@ def test_auto_backend_on_cpu_is_the_reference():
     assert torch.equal(fpn_upsample_add(lat, co), fpn_upsample_add_reference(lat, co))
 
 
+@pytest.mark.skipif(DEVICE.type != "cpu", reason="the interpreter's problem, on the CPU")
+@pytest.mark.parametrize("triton_v, numpy_v, bad", [("3.6.0", "2.4.6", True), ("3.6.1", "2.3.5", False),
+                                                    ("3.7.0", "2.4.0", False), ("3.10.0", "2.5.1", False)])
+def test_interpreter_problem_names_the_fix(monkeypatch, triton_v, numpy_v, bad):
+    """Triton 3.6's interpreter with NumPy >= 2.4 fails inside every kernel with a loop bound;
+    launching says so in one line instead (and the suite stops at once, see conftest)."""
+    import numpy
+    import triton
+
+    from sam2_fast.kernels import _backend
+
+    monkeypatch.setattr(triton, "__version__", triton_v)
+    monkeypatch.setattr(numpy, "__version__", numpy_v)
+    _backend.interpreter_problem.cache_clear()
+    try:
+        problem = _backend.interpreter_problem()
+        assert (problem is not None) == bad
+        qkv = torch.randn(1, 6, 6, 24)
+        if bad:
+            assert "numpy<2.4" in problem and triton_v in problem and numpy_v in problem
+            with pytest.raises(RuntimeError, match="numpy<2.4"):
+                windowed_attention(qkv, None, 2, 4, backend="triton")
+        else:
+            windowed_attention(qkv, None, 2, 4, backend="triton")
+    finally:
+        monkeypatch.undo()
+        _backend.interpreter_problem.cache_clear()
+
+
 def _tiles(d):
     """An explicit tile config as the ops' four ints for the fp32 samples: a small one under
     the interpreter; on CUDA zeros (the default: no fp32 flash config is shipped)."""

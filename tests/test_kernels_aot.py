@@ -7,13 +7,18 @@ SAM 2 shapes (1024 px, every Hiera variant, memory attention at a full bank) wit
 launchers' real strides, intercepts the launches, and compiles each distinct kernel
 specialisation with ``triton.compile(..., GPUTarget("cuda", 90, 32))`` and the ptxas shipped in
 the triton wheel (``TRITON_DUMP_PTXAS_LOG=1`` gives its register and spill report). It fails on
-compile errors, on any register spill, and on shared memory over the Hopper limit (227 KB per
-block). Every shipped config is compiled: each flash-attention tile config of
+compile errors, on any register spill, on shared memory over the Hopper limit (227 KB per
+block), and on a 16-bit flash-attention kernel whose PTX has no ``wgmma.mma_async`` (Hopper's
+warpgroup tensor-core MMA) or any ``mma.sync`` (the Ampere-style fallback).
+
+Every shipped config is compiled: each flash-attention tile config of
 ``sam2_fast.kernels._flash.SM90_CONFIGS`` (with and without split-K), the rotation pass, the
 window kernel at every published Hiera shape, the FPN kernels; bf16 and fp32 everywhere, fp16
 for the defaults (the same tiles as bf16). It prints one line per compiled kernel (registers,
-spill bytes, shared memory) -- the numbers NOTES.md quotes. No GPU needed; skipped where the
-NVIDIA backend is missing.
+spill bytes, shared memory, MMA instructions) -- the numbers NOTES.md quotes. The installed
+triton always; also each triton folder listed in ``SAM2_FAST_AOT_TRITONS`` (CI: triton 3.6,
+whose ptxas spilled where 3.9's did not). ``AOT_ONLY=<regex>`` compiles only the matching
+labels (quick checks by hand). No GPU needed; skipped where the NVIDIA backend is missing.
 """
 
 import os
@@ -71,9 +76,12 @@ SCRIPT = textwrap.dedent(
     for m in (FL, WA, RA, FA):
         m.launch = capture
 
+    only = re.compile(os.environ.get("AOT_ONLY", ""))  # a regex on the labels, for quick checks
+
     def run(label, fn):
-        label_now[0] = label
-        fn()
+        if only.search(label):
+            label_now[0] = label
+            fn()
 
     # ---- memory attention: every shipped 16-bit tile config, with and without split-K -------
     for dt in (torch.bfloat16, torch.float16):
@@ -135,14 +143,17 @@ SCRIPT = textwrap.dedent(
         log = buf.getvalue()
         regs = re.search(r"Used (\d+) registers", log)
         spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+        ptx = k.asm["ptx"]
         return i, dict(shared=k.metadata.shared, regs=int(regs.group(1)) if regs else -1,
-                       spill=(int(spill.group(1)) + int(spill.group(2))) if spill else -1), None
+                       spill=(int(spill.group(1)) + int(spill.group(2))) if spill else -1,
+                       wgmma=ptx.count("wgmma.mma_async"), mma=ptx.count("mma.sync")), None
 
     procs = max(1, min(int(os.environ.get("AOT_PROCS", "2")), os.cpu_count() or 1))
     with multiprocessing.get_context("fork").Pool(procs) as pool:
         results = sorted(pool.imap_unordered(compile_job, range(len(jobs))))
     bad = []
-    print(f"{len(jobs)} distinct kernel specialisations", flush=True)
+    sig_of = [job[2] for job in jobs]
+    print(f"triton {triton.__version__}\n{len(jobs)} distinct kernel specialisations", flush=True)
     for i, res, err in results:
         label, kernel, *_, tiles = jobs[i]
         name = kernel.__name__
@@ -151,8 +162,14 @@ SCRIPT = textwrap.dedent(
             print(f"FAIL {label:48s} {name:34s} {tiles:36s} {err}")
             continue
         ok = res["spill"] == 0 and res["regs"] > 0 and res["shared"] <= LIMIT
+        # the flash loop's 16-bit dots must be Hopper's asynchronous warpgroup MMAs: a fallback
+        # to the Ampere-style mma.sync would cap it far below the tensor cores' rate
+        sixteen = any(v in ("*bf16", "*fp16") for v in sig_of[i].values())
+        if name == "_flash_attn_fwd" and sixteen and not (res["wgmma"] > 0 and res["mma"] == 0):
+            ok = False
         print(f"{'OK  ' if ok else 'FAIL'} {label:48s} {name:34s} {tiles:36s} "
-              f"regs={res['regs']:3d} spill={res['spill']:4d}B smem={res['shared'] // 1024:3d}KB")
+              f"regs={res['regs']:3d} spill={res['spill']:4d}B smem={res['shared'] // 1024:3d}KB "
+              f"wgmma={res['wgmma']} mma.sync={res['mma']}")
         if not ok:
             bad.append(f"{label} {name} {tiles}: {res}")
     if bad:
@@ -172,12 +189,35 @@ def _has_nvidia_backend() -> bool:
     return "nvidia" in backends
 
 
+def _other_tritons():
+    """Extra triton installs to compile with: ``SAM2_FAST_AOT_TRITONS``, folders (``os.pathsep``
+    between them) made by ``pip install --no-deps --target DIR triton==X``. CI adds triton 3.6,
+    the oldest supported release, whose ptxas allocates registers differently from the newest."""
+    dirs = [d for d in os.environ.get("SAM2_FAST_AOT_TRITONS", "").split(os.pathsep) if d]
+    for d in dirs:
+        if not os.path.isdir(os.path.join(d, "triton")):
+            raise ValueError(f"SAM2_FAST_AOT_TRITONS: {d!r} holds no triton package")
+    return dirs
+
+
+def _dist_version(folder: str) -> str:
+    for name in os.listdir(folder):
+        if name.startswith("triton-") and name.endswith(".dist-info"):
+            return name[len("triton-"):-len(".dist-info")]
+    raise ValueError(f"no triton-*.dist-info in {folder!r}")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_nvidia_backend(), reason="triton without its NVIDIA backend")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the kernel tests compile for real")
-def test_kernels_compile_for_sm90(tmp_path):
+@pytest.mark.parametrize("triton_dir", [None, *_other_tritons()],
+                         ids=lambda d: os.path.basename(d) if d else "installed")
+def test_kernels_compile_for_sm90(tmp_path, triton_dir):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    path = [root, os.environ.get("PYTHONPATH", "")]
+    if triton_dir is not None:
+        path.insert(0, triton_dir)  # that triton first; torch and numpy stay the installed ones
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p),
                TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1", TRITON_DUMP_PTXAS_LOG="1",
                TRITON_CACHE_DIR=str(tmp_path / "triton_cache"))  # cold: ptxas runs and reports
     res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
@@ -186,3 +226,5 @@ def test_kernels_compile_for_sm90(tmp_path):
     assert res.returncode == 0 and "ALL OK" in res.stdout, (
         res.stdout[-6000:] + "\n" + res.stderr[-4000:]
     )
+    if triton_dir is not None:  # it compiled with that triton, not the installed one
+        assert f"triton {_dist_version(triton_dir)}\n" in res.stdout, res.stdout[:300]

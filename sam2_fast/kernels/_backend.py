@@ -186,12 +186,39 @@ def sm_count(device: torch.device) -> int:
     return _sm_count_cached(index)
 
 
+def _major_minor(version: str) -> "tuple[int, int]":
+    parts = (version.split("+")[0].split(".") + ["0", "0"])[:2]
+    return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts)
+
+
+@functools.lru_cache(maxsize=1)
+def interpreter_problem() -> "str | None":
+    """Why the Triton interpreter of the installed triton cannot run these kernels, or None.
+
+    Triton 3.6's interpreter turns scalar kernel values into Python ints with ``int(array)`` on
+    one-element arrays (loop bounds such as ``range(start, stop)``), which NumPy 2.4 made an
+    error; triton 3.7 squeezes first. The compiled GPU path is unaffected.
+    """
+    import numpy
+    import triton
+
+    if _major_minor(triton.__version__) < (3, 7) and _major_minor(numpy.__version__) >= (2, 4):
+        return (f"the Triton interpreter of triton {triton.__version__} fails with numpy "
+                f"{numpy.__version__} (it calls int() on one-element arrays, an error since "
+                "NumPy 2.4): install 'numpy<2.4' or triton>=3.7 to run kernels with "
+                "TRITON_INTERPRET=1")
+    return None
+
+
 def launch(kernel, grid, *args, **kwargs) -> None:
     """Launch a ``@triton.jit`` kernel on ``grid`` (a tuple).
 
     Kernels are called from inside ``torch.library.custom_op`` implementations, which only
     ever see real tensors, so this is a plain launch; on CUDA it runs on the tensors'
     device (``torch.cuda.device`` guard for multi-GPU machines).
+
+    Raises: RuntimeError under the interpreter when :func:`interpreter_problem` names one
+    (instead of triton's InterpreterError deep inside the kernel).
     """
     dev = None
     for a in args:
@@ -201,5 +228,9 @@ def launch(kernel, grid, *args, **kwargs) -> None:
     if dev is not None and dev.type == "cuda":
         with torch.cuda.device(dev):
             kernel[grid](*args, **kwargs)
-    else:
-        kernel[grid](*args, **kwargs)
+        return
+    if interpreter_enabled():
+        problem = interpreter_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+    kernel[grid](*args, **kwargs)

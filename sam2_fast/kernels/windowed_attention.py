@@ -292,7 +292,9 @@ def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool, dtype
       64 x 64 tiles over more than 128 keys, else 4 (the AOT test: no register spills).
     fp32 inputs (tf32x3 dots, see ``dot_input_precision``; three products per tile, the
     register hog): 16 x 16 tiles (32 x 16 for head_dim <= 64), 8 warps, 2 stages -- the largest
-    without register spills on sm_90 (AOT test; 64 x 32 at 4 warps spilled).
+    without register spills on sm_90 (AOT test; 64 x 32 at 4 warps spilled); 4 warps for the
+    16 x 64 (q x head) tiles of 16-query windows with head_dim <= 64 (8 warps spilled there with
+    triton 3.6's ptxas).
     BLOCK_D is head_dim rounded up to a power of two (masked).
     Under the Triton interpreter: BLOCK_M <= 32, BLOCK_N = 16, so that small test shapes
     exercise several query and key blocks (same code, other constants).
@@ -303,7 +305,8 @@ def _pick_config(num_q: int, num_k: int, head_dim: int, global_attn: bool, dtype
         return dict(BLOCK_M=bm, BLOCK_N=16, BLOCK_D=block_d, num_warps=4, num_stages=1)
     if dtype == torch.float32:
         bm = min(16 if head_dim > 64 else 32, max(16, next_pow2(num_q)))
-        return dict(BLOCK_M=bm, BLOCK_N=16, BLOCK_D=block_d, num_warps=8, num_stages=2)
+        warps = 4 if bm * block_d <= 16 * 64 else 8
+        return dict(BLOCK_M=bm, BLOCK_N=16, BLOCK_D=block_d, num_warps=warps, num_stages=2)
     if global_attn:
         bm = 128 if block_d <= 128 else 64
         return dict(BLOCK_M=bm, BLOCK_N=64, BLOCK_D=block_d, num_warps=8, num_stages=2)
