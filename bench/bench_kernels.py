@@ -26,7 +26,9 @@ pure-torch reference), ``official`` (the official functions: ``window_partition`
 F.interpolate(coarse.float())``), ``compile`` (``torch.compile`` of the reference,
 ``dynamic=False``, one compile per shape, under ``--compile-budget`` seconds in total).
 
-Columns: median ms (``triton.testing.do_bench``: CUDA events, L2 flushed before each repeat),
+Columns: median ms (``common.timed``: GPU time of CUDA-graph replays, L2 flushed before each
+repeat, as the runtime replays its captured steps; ``timing`` names the method, ``do_bench``
+for a call that cannot be captured),
 TFLOP/s and GB/s (minimum bytes: inputs read once, output written once), ``roof`` = the
 roofline floor time over the measured time, the floor being max(FLOP / matmul ceiling,
 bytes / copy ceiling) with both ceilings measured in the same run, and ``err`` = relative L2
@@ -371,7 +373,11 @@ def run_case(case: Case, args, device, ceilings, compile_budget: common.Budget) 
             row["err"] = common.rel_err(out.float(), ref)
             del out
             reset = getattr(fn, "reset", None)
-            ms = common.time_ms(fn, device, warmup_ms=args.warmup_ms, rep_ms=args.rep_ms)
+            t = common.timed(fn, device, warmup_ms=args.warmup_ms, rep_ms=args.rep_ms)
+            ms = t.ms
+            row["timing"] = t.method
+            if t.note:
+                row["timing_note"] = t.note
             if reset is not None:
                 reset()
         except Exception as e:  # noqa: BLE001 - one failing provider must not end the run

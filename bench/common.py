@@ -1,8 +1,9 @@
 """Shared helpers of the benchmark scripts (timing, ceilings, environment, tables).
 
-Timing follows the device method: warm up, median of many repeats, CUDA events
-(``triton.testing.do_bench``, which also flushes the L2 before every repeat, so kernel
-numbers are cold-cache numbers), never zeros as inputs. On the CPU (``--dry``) a host clock
+Timing follows the device method: warm up, median of many repeats, CUDA events, the L2
+flushed before every repeat (cold-cache numbers), never zeros as inputs. Kernel timings are
+the GPU time of CUDA-graph replays (``timed``), as the runtime replays its captured steps;
+``triton.testing.do_bench`` where a call cannot be captured. On the CPU (``--dry``) a host clock
 and a handful of repeats stand in; those numbers only prove that the scripts run.
 """
 
@@ -30,42 +31,34 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], object], device: torch.device, warmup_ms: float = 25.0,
-            rep_ms: float = 100.0, cpu_reps: int = 3) -> float:
-    """Median wall time of ``fn()`` in milliseconds.
+def timed(fn: Callable[[], object], device: torch.device, warmup_ms: float = 25.0,
+          rep_ms: float = 100.0, cpu_reps: int = 3):
+    """Median time of ``fn()``: a ``Timing(ms, method, note)``.
 
-    CUDA: ``triton.testing.do_bench(fn, warmup, rep, return_mode="median")`` (CUDA events,
-    L2 flushed before each repeat); without triton, CUDA events around each of >= 10 calls.
+    CUDA: ``sam2_fast.kernels.tuning.timed`` -- the GPU time of CUDA-graph replays with the L2
+    flushed before each (what a captured step costs; no host launch cost), or
+    ``triton.testing.do_bench`` where ``fn`` cannot be captured (``method`` says which). The same
+    timer as ``sam2-fast tune``, so the benchmark and the profile compare like with like.
     CPU: ``cpu_reps`` calls after one warm-up, host clock.
     """
-    if device.type == "cuda":
-        try:
-            from triton.testing import do_bench
+    from sam2_fast.kernels.tuning import Timing
+    from sam2_fast.kernels.tuning import timed as _timed
 
-            return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
-        except ImportError:
-            pass
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(max(10, int(rep_ms))):
-            a = torch.cuda.Event(enable_timing=True)
-            b = torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
-            if sum(times) > rep_ms and len(times) >= 10:
-                break
-        return float(statistics.median(times))
+    if device.type == "cuda":
+        return _timed(fn, device, warmup_ms, rep_ms)
     fn()
     times = []
     for _ in range(max(1, cpu_reps)):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
+    return Timing(float(statistics.median(times)), "host")
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, warmup_ms: float = 25.0,
+            rep_ms: float = 100.0, cpu_reps: int = 3) -> float:
+    """``timed(...).ms`` in milliseconds."""
+    return timed(fn, device, warmup_ms, rep_ms, cpu_reps).ms
 
 
 def measure_ceilings(device: torch.device, dry: bool = False) -> Dict[str, float]:

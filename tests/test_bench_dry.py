@@ -54,6 +54,7 @@ def test_gpu_check_dry(tmp_path):
     provs = {r["provider"] for r in k["rows"] if "ms" in r}
     assert {"triton", "triton_cached", "rotate_sdpa", "auto", "torch", "official"} <= provs, (
         provs, log)
+    assert {r["timing"] for r in k["rows"] if "ms" in r} == {"host"}  # CUDA: cuda_graph / do_bench
     ops = {r["op"] for r in k["rows"] if "ms" in r}
     assert ops == {"hiera", "mem_self", "mem_cross", "fpn"}, ops
     assert not [r for r in k["rows"] if r.get("bad")], [r for r in k["rows"] if r.get("bad")]

@@ -318,10 +318,44 @@ def test_tune_dry_cli(tmp_path, capsys):
             ("rope_attention", "triton"), ("windowed_attention", "triton"),
             ("fpn_upsample_add", "triton_lateral")} <= impls
     assert all(r["err"] < 2e-2 for r in rows if "ms" in r)
+    assert {r["timing"] for r in rows if "ms" in r} == {"host"}  # CUDA: cuda_graph / do_bench
     for op, entries in prof.entries.items():
         for b, c in entries.items():
             assert c.impl == "torch" or c.ms <= P.WIN_MARGIN * c.torch_ms, (op, b, c)
     assert sum(1 for r in rows if r.get("chosen")) == sum(len(e) for e in prof.entries.values())
+
+
+@pytest.mark.gpu
+def test_timed_replays_a_cuda_graph_and_falls_back_to_do_bench():
+    """The timer of ``tune`` and the kernel benchmark: GPU time of graph replays for a call that
+    can be captured; ``do_bench`` (with the reason) for one that syncs the host; the device
+    still works after the failed capture; the graph time of a 4096^3 bf16 matmul is not below
+    its FLOP at 2 PFLOP/s (no replay skipped) and not above do_bench's time."""
+    from sam2_fast.kernels.tuning import cuda_graph_time_ms, timed
+
+    dev = torch.device("cuda")
+    a = torch.randn(4096, 4096, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(4096, 4096, device=dev, dtype=torch.bfloat16)
+    t = timed(lambda: a @ b, dev)
+    assert t.method == "cuda_graph" and t.note == ""
+    assert 2 * 4096 ** 3 / 2e15 * 1e3 < t.ms
+    from triton.testing import do_bench
+
+    assert t.ms <= 1.2 * do_bench(lambda: a @ b, return_mode="median")
+    x = torch.randn(1000, device=dev)
+    synced = timed(lambda: x.sum().item(), dev)
+    assert synced.method == "do_bench" and "not capturable" in synced.note and synced.ms > 0
+    assert float((x + 1).sum()) == pytest.approx(float(x.sum()) + 1000, rel=1e-4)
+    with pytest.raises(RuntimeError):
+        cuda_graph_time_ms(lambda: x.sum().item(), dev)
+
+
+def test_timed_on_the_cpu_is_the_host_clock():
+    from sam2_fast.kernels.tuning import timed
+
+    calls = []
+    t = timed(lambda: calls.append(1), torch.device("cpu"), cpu_reps=4)
+    assert t.method == "host" and t.ms >= 0 and len(calls) == 4
 
 
 def test_tune_needs_a_gpu(tmp_path, capsys, monkeypatch):

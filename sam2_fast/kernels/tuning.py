@@ -20,8 +20,10 @@ In that order, so that a ``time_budget`` cuts the per-variant Hiera shapes last.
 A candidate is eligible when its relative L2 error against the fp32 reference is within
 :data:`ERR_LIMIT` for the dtype. The bucket's entry is the fastest eligible candidate, but a
 non-torch one only if it takes at most :data:`~.profile.WIN_MARGIN` of torch's time in the
-same run (so auto never picks a path measured slower than torch). Times: median of
-``triton.testing.do_bench`` (CUDA events) -- per bucket the sum over its measured shapes.
+same run (so auto never picks a path measured slower than torch). Times: median GPU time of
+CUDA-graph replays with the L2 flushed before each (:func:`timed`; the runtime replays captured
+steps on CUDA, so host launch cost is not what it pays), ``do_bench`` for a candidate that
+cannot be captured -- per bucket the sum over its measured shapes.
 
 ``dry=True`` runs on the CPU with the Triton interpreter and tiny shapes (about a minute on a
 busy CPU): it checks the plumbing, and its profile names no real GPU.
@@ -32,7 +34,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -111,21 +113,95 @@ def fpn_lateral_shapes(variant: str, image_size: int = 1024) -> List[Dict[str, i
 # ---------------------------------------------------------------------------------------------
 
 
-def time_ms(fn: Callable[[], object], device: torch.device, warmup_ms: float = 5.0,
-            rep_ms: float = 20.0, cpu_reps: int = 3) -> float:
-    """Median time of ``fn()`` in ms: ``triton.testing.do_bench`` on CUDA (CUDA events, L2
-    flushed before each repeat); ``cpu_reps`` host-clock calls on the CPU (the caller has
-    already run ``fn`` once)."""
+class Timing(NamedTuple):
+    """A median time and how it was taken: ``"cuda_graph"`` (GPU time of graph replays),
+    ``"do_bench"`` (``triton.testing.do_bench``, when ``fn`` could not be captured; ``note``
+    says why) or ``"host"`` (host clock, off CUDA)."""
+
+    ms: float
+    method: str
+    note: str = ""
+
+
+_FLUSH_BYTES = 256 * 1024 * 1024  # more than an H200's 50 MB L2, as do_bench flushes
+
+
+def cuda_graph_time_ms(fn: Callable[[], object], device: torch.device, rep_ms: float = 20.0,
+                       max_reps: int = 1000) -> float:
+    """Median GPU time in ms of one ``fn()`` captured in a CUDA graph and replayed.
+
+    This is what the runtime pays where it replays captured steps (the image encoder and the
+    steady tracking step on CUDA): no host launch cost, which ``do_bench`` counts whenever
+    ``fn``'s host side is slower than the GPU (small kernels, Python dispatch). Method: ``fn()``
+    once, two warm-up calls on a side stream (as ``torch.cuda.graph`` asks: lazy workspaces,
+    Triton compiles), capture one call, then replays between CUDA events, each after a 256 MB
+    write that flushes the L2 (cold-cache numbers, as ``do_bench``); the host enqueues all
+    replays ahead of the GPU, so the events see GPU time only. Repeats: ``rep_ms`` of work,
+    at least 5, at most ``max_reps``.
+
+    Raises: RuntimeError when ``fn`` cannot be captured (a host sync, CPU work, ...).
+    """
+    fn()
+    torch.cuda.synchronize(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        fn()
+        fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    torch.cuda.synchronize(device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    flush = torch.empty(_FLUSH_BYTES, dtype=torch.int8, device=device)
+    try:
+        graph.replay()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(5):
+            graph.replay()
+        b.record()
+        b.synchronize()
+        est = max(a.elapsed_time(b) / 5, 1e-3)
+        n = int(min(max(rep_ms / est, 5), max_reps))
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            flush.zero_()
+            starts[i].record()
+            graph.replay()
+            ends[i].record()
+        torch.cuda.synchronize(device)
+        return float(statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)))
+    finally:
+        del graph, flush
+
+
+def timed(fn: Callable[[], object], device: torch.device, warmup_ms: float = 5.0,
+          rep_ms: float = 20.0, cpu_reps: int = 3) -> Timing:
+    """Median time of ``fn()`` (the caller has already run it once).
+
+    CUDA: :func:`cuda_graph_time_ms`; where ``fn`` cannot be captured, ``triton.testing.do_bench``
+    (CUDA events, L2 flushed before each repeat; host launch cost included when it exceeds the
+    GPU's) -- ``method`` says which, ``note`` why. CPU: ``cpu_reps`` host-clock calls.
+    Raises whatever ``fn`` raises outside a capture.
+    """
     if device.type == "cuda":
+        try:
+            return Timing(cuda_graph_time_ms(fn, device, rep_ms), "cuda_graph")
+        except RuntimeError as e:  # not capturable: time it eagerly
+            torch.cuda.synchronize(device)
+            note = f"not capturable: {type(e).__name__}: {str(e)[:160]}"
         from triton.testing import do_bench
 
-        return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
+        return Timing(float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")),
+                      "do_bench", note)
     times = []
     for _ in range(max(1, cpu_reps)):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
+    return Timing(float(statistics.median(times)), "host")
 
 
 def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -232,7 +308,8 @@ def tune(
         ptr_tokens: object-pointer tokens in the cross-attention keys (64 at a full bank).
         ops: which ops to tune (:data:`OPS`).
         time_budget: seconds; shapes not started by then are skipped (listed in the rows).
-        warmup_ms, rep_ms: ``do_bench`` warm-up and repetition time per candidate.
+        warmup_ms, rep_ms: warm-up (``do_bench`` fallback only) and repetition time per
+            candidate (:func:`timed`).
         dry: tiny shapes on the CPU with the interpreter (plumbing only).
         seed: input seed. log: progress lines.
 
@@ -275,7 +352,10 @@ def tune(
                        splits=choice.splits)
             try:
                 row["err"] = _rel_err(fn().float(), ref)
-                row["ms"] = time_ms(fn, device, warmup_ms, rep_ms, cpu_reps=1 if dry else 3)
+                t = timed(fn, device, warmup_ms, rep_ms, cpu_reps=1 if dry else 3)
+                row.update(ms=t.ms, timing=t.method)
+                if t.note:
+                    row["timing_note"] = t.note
             except Exception as e:  # noqa: BLE001 - a failing candidate is reported, not chosen
                 row["skipped"] = f"{type(e).__name__}: {str(e)[:200]}"
                 rows.append(row)
