@@ -136,8 +136,8 @@ def cuda_graph_time_ms(fn: Callable[[], object], device: torch.device, rep_ms: f
     once, two warm-up calls on a side stream (as ``torch.cuda.graph`` asks: lazy workspaces,
     Triton compiles), capture one call, then replays between CUDA events, each after a 256 MB
     write that flushes the L2 (cold-cache numbers, as ``do_bench``); the host enqueues all
-    replays ahead of the GPU, so the events see GPU time only. Repeats: ``rep_ms`` of work,
-    at least 5, at most ``max_reps``.
+    replays ahead of the GPU, so the events see GPU time only. Repeats: ``rep_ms`` of GPU time
+    (flushes included, as ``do_bench`` counts them), at least 5, at most ``max_reps``.
 
     Raises: RuntimeError when ``fn`` cannot be captured (a host sync, CPU work, ...).
     """
@@ -159,10 +159,11 @@ def cuda_graph_time_ms(fn: Callable[[], object], device: torch.device, rep_ms: f
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         for _ in range(5):
+            flush.zero_()
             graph.replay()
         b.record()
         b.synchronize()
-        est = max(a.elapsed_time(b) / 5, 1e-3)
+        est = max(a.elapsed_time(b) / 5, 1e-3)  # per repeat, flush included (as do_bench)
         n = int(min(max(rep_ms / est, 5), max_reps))
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
