@@ -41,6 +41,7 @@ def _image(name: str, side: int = SIDE) -> np.ndarray:
 def models(tmp_path_factory):
     """(official SAM2Base, ours), the same fresh random weights (tiny 2.1 at 256 px)."""
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    print(f"AMG parity models: seed {seed}")  # shown with a failure, to rerun it
     official = build_official("sam2.1_hiera_tiny", SIZE, seed=seed)
     pt, st = save_checkpoint(official, tmp_path_factory.mktemp("amg"))
     ours = sam2_fast.build_sam2(None, pt, device="cpu", image_size=SIZE, backend="torch")
@@ -155,6 +156,18 @@ def test_generate_matches_official(models, case):
     speckle = kw["min_mask_region_area"] > 0  # holes and islands for the area filter to remove
     hooks = [localize_masks(m, speckle=speckle) for m in (official, ours)]
     restore = install_connected_components_reference()
+    # Single-mask calls: the decoder's dynamic multimask picks token 0 or the best multimask
+    # token by a stability score that counts low-res logits above +-0.05 (a ratio of pixel
+    # counts, 0.98 threshold). The random-weight logits of the two models agree to ~1e-5 (about
+    # 20 of 36,864 low-res pixels lie within 1e-3 of +-0.05, scores come within 1e-4 of 0.98),
+    # so now and then one pixel straddles 0.05 where a score sits within a pixel of 0.98 and
+    # the two models return different tokens (seen once in CI: a predicted-IoU gap of 0.011). That
+    # choice is the decoder's (its parity: test_image_parity); here both decoders return token
+    # 0, so that the comparison tests the generator.
+    dynamic = [m.sam_mask_decoder.dynamic_multimask_via_stability for m in (official, ours)]
+    if not kw.get("multimask_output", True):
+        for m in (official, ours):
+            m.sam_mask_decoder.dynamic_multimask_via_stability = False
     try:
         ref = _official_generator(official, **kw).generate(image)
         out = sam2_fast.Sam2AutomaticMaskGenerator(ours, **kw).generate(image)
@@ -162,6 +175,8 @@ def test_generate_matches_official(models, case):
         restore()
         for h in hooks:
             h.remove()
+        for m, d in zip((official, ours), dynamic):
+            m.sam_mask_decoder.dynamic_multimask_via_stability = d
     stats = compare_to_official(out, ref, kw["output_mode"])
     assert stats["n"] >= 5, f"only {stats['n']} masks: the case tests little"
     if kw["crop_n_layers"]:
