@@ -73,7 +73,7 @@ def test_gpu_check_dry(tmp_path):
     prof_row = next(r for r in v["results"] if r["task"] == "profile")
     assert prof_row["top_cpu"] and prof_row["top_cpu"][0]["self_ms"] > 0
     summary = (out / "summary.txt").read_text()
-    for part in ("end to end", "kernels", "tuned profile", "top CPU ops"):
+    for part in ("end to end", "kernels", "tuned profile", "top CPU ops", "# timing: host"):
         assert part in summary, part
     assert "x_official" in res.stdout  # the short table is printed last
 
