@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Dict
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -137,10 +137,7 @@ def main(argv=None) -> int:
         print("## kernels (median ms; x_official = official / triton; _cached = keys already "
               "rotated; auto = what backend='auto' runs without a profile)")
         print(table(rows, cols, {c: (".2f" if c.startswith("x_") else ".4g") for c in cols}))
-        methods: Dict[str, int] = {}
-        for r in k.get("rows", []):
-            if "ms" in r:
-                methods[r.get("timing", "?")] = methods.get(r.get("timing", "?"), 0) + 1
+        methods = Counter(r.get("timing", "?") for r in k.get("rows", []) if "ms" in r)
         eager = [r for r in k.get("rows", []) if r.get("timing") == "do_bench"]
         print("# timing: " + ", ".join(f"{m} {n} rows" for m, n in sorted(methods.items()))
               + (" (not capturable: " + ", ".join(f"{r['case']}/{r['provider']}" for r in eager[:6])

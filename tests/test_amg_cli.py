@@ -4,7 +4,6 @@ command line), in-process on a random tiny SAM 2.1 checkpoint at 64 px and the r
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +13,12 @@ from sam2_fast.cli import main
 from sam2_fast.io.masks import decode_rle, load_palette_png
 
 from cli_helpers import assert_bad as _assert_bad
+from official import DATA_DIR
 from cli_helpers import entries as _entries
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = DATA_DIR
 IMAGE = DATA / "images" / "groceries.jpg"
 BEDROOM = DATA / "bedroom"
 needs_data = pytest.mark.skipif(not IMAGE.is_file(), reason="../shared/data not available")

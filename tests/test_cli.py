@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +22,12 @@ from sam2_fast.cli import main
 from sam2_fast.io.masks import DAVIS_PALETTE, decode_rle, load_palette_png, read_video_frames
 
 from cli_helpers import assert_bad as _assert_bad
+from official import DATA_DIR
 from cli_helpers import entries as _entries
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = DATA_DIR
 BEDROOM = DATA / "bedroom"
 BEDROOM_MP4 = DATA / "videos" / "bedroom.mp4"
 IMAGE = DATA / "images" / "truck.jpg"

@@ -26,6 +26,8 @@ from sam2_fast.io import staging as staging_mod
 from sam2_fast.io.masks import load_palette_png
 from sam2_fast.samples import SAMPLE_VIDEO_DIR
 
+from official import DATA_DIR
+
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 SMALL = ["--image-size", "64", "--quiet"]
@@ -192,7 +194,7 @@ def test_signal_cleans_up(ckpt, tmp_path, sig, rc, word):
     lag tracking by up to the writer's queue, so a short clip could finish before the signal."""
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    video = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bedroom"
+    video = DATA_DIR / "bedroom"
     proc = subprocess.Popen(_console() + ["video", str(video), "--max-frames", "120", "--checkpoint", str(ckpt),
                                           "--point", "1:0:210,350", "--out", str(out), "--image-size", "256",
                                           "--quiet"],
