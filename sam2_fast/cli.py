@@ -565,9 +565,6 @@ def _random_note(info: Optional[CheckpointInfo], ckpt: Path) -> Optional[str]:
 # ============================================================================ commands
 def cmd_video(args) -> int:
     """``sam2-fast video``: prompts -> masks for every tracked frame (+ overlay)."""
-    from .io.masks import (VideoWriter, combine_object_masks, overlay_masks, rle_frame_record,
-                           save_json, save_palette_png)
-
     if args.sample == (args.video is not None):
         raise CliError("give VIDEO (a file or a folder of frames) or --sample, not both"
                        if args.sample else "give VIDEO (a file or a folder of frames), or --sample "
@@ -642,21 +639,61 @@ def cmd_video(args) -> int:
         # never holding the video (same results as the offline predictor: prompts on one frame)
         return _video_streaming(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
                                 first, last, auto)
+    return _video_offline(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
+                          (first, last, lo, hi, start, need_hi), auto)
+
+
+class _OfflinePrediction:
+    """One frame of ``propagate_in_video`` in the shape :class:`FrameOutputWriter` takes:
+    ``masks`` (N, 1, H, W) bool, ``object_score_logits`` (N, 1) read from the objects' stored
+    outputs of that frame (None if one is not stored), ``obj_ids``."""
+
+    def __init__(self, state, local_idx: int, obj_ids, logits) -> None:
+        import torch
+
+        self.obj_ids = obj_ids
+        self.masks = logits > 0
+        scores = []
+        for i in range(len(obj_ids)):
+            store = state["output_dict_per_obj"][i]
+            entry = store.cond.get(local_idx) or store.non_cond.get(local_idx)
+            if entry is None:
+                scores = None
+                break
+            scores.append(entry.object_score_logits.reshape(-1)[:1].float().to(logits.device))
+        self.object_score_logits = torch.cat(scores).reshape(-1, 1) if scores else None
+
+
+def _video_offline(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_dir: Path,
+                   overlay: Optional[Path], span: Tuple[int, int, int, int, int, int],
+                   auto: Optional[Dict[str, object]] = None) -> int:
+    """``sam2-fast video`` through the offline predictor (``--reverse``, prompts on several
+    frames): frames ``lo..hi`` are decoded on demand (:class:`RandomAccessFrames`: the video is
+    never held) and preprocessed lazily (``init_state(..., lazy_frames=True)``); the masks go
+    through the same bounded writer thread as the streaming path.
+
+    Same failure policy as the streaming path: an unreadable frame, a frame of another size or
+    a write error keeps the frames already written (the first k frames tracked), marks run.json
+    ``"complete": false`` and exits 2; Ctrl-C/SIGTERM leave nothing."""
+    from .build import build_sam2_video_predictor
+    from .io.masks import save_json
+    from .io.sources import RandomAccessFrames
+    from .io.video_output import FrameOutputWriter, OutputOptions
+
+    first, last, lo, hi, start, need_hi = span
+    done, error = 0, None
     with _staging(args, out_dir) as staging:
-        frames = read_frames(src, lo, hi)
+        frames = RandomAccessFrames(src, lo, hi)
         if lo + len(frames) <= need_hi:
-            raise CliError(f"frame {need_hi} is past the end: {src.path} decoded to "
+            raise CliError(f"frame {need_hi} is past the end: {src.path} holds "
                            f"{lo + len(frames)} frames")
         last = min(last, lo + len(frames) - 1)
         random_note = _random_note(info, ckpt)
-
-        from .build import build_sam2_video_predictor
-
         predictor = build_sam2_video_predictor(args.config, str(ckpt), device=_device(args),
                                                dtype=args.dtype, image_size=args.image_size,
                                                backend=args.backend)
         t0 = time.perf_counter()
-        state = predictor.init_state(frames, offload_video_to_cpu=args.offload_video)
+        state = predictor.init_state(frames, offload_video_to_cpu=args.offload_video, lazy_frames=True)
         for p in prompts:
             pts = np.array(p.points, dtype=np.float32) if p.points else None
             lbs = np.array(p.labels, dtype=np.int32) if p.points else None
@@ -664,53 +701,53 @@ def cmd_video(args) -> int:
                                             box=None if p.box is None else np.array(p.box, np.float32))
         if auto:
             prompts = _add_auto_objects(predictor, state, frames[start - lo], start, lo, auto)
-        fps = args.fps or src.fps or 24.0
-        writer = None
-        if overlay is not None:
-            writer = VideoWriter(staging.add_extra(overlay), src.width, src.height, fps=fps,
-                                 metadata={"comment": random_note} if random_note else None)
+        opts = OutputOptions(args.format, staging.add_extra(overlay) if overlay else None,
+                             args.fps or src.fps or 24.0)
+        writer = FrameOutputWriter(staging.path("."), src.width, src.height, src.frame_name,
+                                   opts, random_note)
         from tqdm.auto import tqdm
 
         n_proc = last - first + 1
-        write_png = args.format in ("png", "both")
-        write_rle = args.format in ("rle", "both")
-        done = 0
         t_track = time.perf_counter()
         try:
             with tqdm(total=n_proc, unit="frame", desc="tracking", disable=args.quiet,
                       file=sys.stderr, dynamic_ncols=True) as bar:
-                gen = predictor.propagate_in_video(state, start_frame_idx=start - lo,
-                                                   max_frame_num_to_track=last - first,
-                                                   reverse=args.reverse, progress=False)
-                for local_idx, obj_ids, logits in gen:
-                    idx = local_idx + lo
-                    masks = (logits > 0).cpu().numpy()[:, 0]
-                    name = src.frame_name(idx)
-                    index_mask = combine_object_masks(masks, [int(o) for o in obj_ids])
-                    if write_png:
-                        save_palette_png(staging.path(f"{name}.png"), index_mask, note=random_note)
-                    if write_rle:
-                        save_json(staging.path(f"{name}.json"),
-                                  rle_frame_record(idx, [int(o) for o in obj_ids], masks, name,
-                                                   note=random_note))
-                    if writer is not None:
-                        writer.write(overlay_masks(frames[idx - lo], index_mask,
-                                                   banner="RANDOM WEIGHTS" if random_note else None))
-                    done += 1
-                    bar.update(1)
-            if writer is not None:
+                try:
+                    gen = predictor.propagate_in_video(state, start_frame_idx=start - lo,
+                                                       max_frame_num_to_track=last - first,
+                                                       reverse=args.reverse, progress=False)
+                    for local_idx, obj_ids, logits in gen:
+                        writer.write(local_idx + lo, frames[local_idx] if overlay else None,
+                                     _OfflinePrediction(state, local_idx, obj_ids, logits))
+                        bar.update(1)
+                except (ValueError, RuntimeError, OSError) as e:  # keep what was tracked
+                    error = e
+            try:
                 writer.close()
-        except BaseException:
-            if writer is not None:
+            except (ValueError, RuntimeError, OSError) as e:
+                error = error or e
                 writer.abort()
+            done = writer.written
+        except BaseException:
+            writer.abort()
             raise
+        finally:
+            frames.close()
+        if done == 0 and error is not None:
+            raise error
         wall = time.perf_counter() - t0
         track_s = time.perf_counter() - t_track
+        span_written = (last - done + 1, last) if args.reverse else (first, first + done - 1)
         manifest = _video_run_record(args, src, prompts, ckpt, cfg, predictor.device, backend, random_note,
-                                     overlay, auto, engine="offline", frames=(first, last), done=done,
-                                     wall=wall, track_s=track_s)
+                                     overlay, auto, engine="offline", frames=span_written, done=done,
+                                     wall=wall, track_s=track_s, error=error)
+        manifest["cuda_graphs"] = (dict(predictor.core.graphs.stats)
+                                   if predictor.device.type == "cuda" else None)
         save_json(staging.path("run.json"), manifest)
         staging.commit()
+    if error is not None:
+        raise CliError(f"{_one_line(error)} (stopped after {done} frames; they were written to "
+                       f"{out_dir}, run.json says complete: false)")
     if not args.quiet:
         print(f"{done} frames in {wall:.1f} s ({done / track_s:.2f} frames/s tracking) -> {out_dir}"
               + (f", overlay {overlay}" if overlay else ""))

@@ -198,6 +198,64 @@ def test_video_bad_frame_mid_video_keeps_written_frames(ckpt, tmp_path, capsys, 
 
 
 @needs_data
+def test_video_offline_reads_frames_on_demand_and_matches_the_predictor(ckpt, tmp_path, monkeypatch):
+    """Prompts on two frames take the offline predictor: the frames are decoded when needed
+    (read_frames is never called), the masks equal the video predictor's on preloaded frames,
+    and the RLE records carry each object's score, as on the streaming path."""
+    import sam2_fast.cli as cli_mod
+    from sam2_fast.build import build_sam2_video_predictor
+    from sam2_fast.io.masks import combine_object_masks
+
+    monkeypatch.setattr(cli_mod, "read_frames", lambda *a, **k: pytest.fail("loaded the video"))
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(5):
+        shutil.copy(BEDROOM / f"{i:05d}.jpg", d / f"{i:05d}.jpg")
+    out = tmp_path / "out"
+    assert main(["video", str(d), "--checkpoint", str(ckpt), "--point", "1:0:210,350",
+                 "--point", "2:2:600,300", "--out", str(out), "--format", "both", *SMALL]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["engine"] == "offline" and run["complete"] and run["frames"] == [0, 4]
+    pred = build_sam2_video_predictor(None, str(ckpt), image_size=64)
+    frames = [np.array(Image.open(d / f"{i:05d}.jpg").convert("RGB")) for i in range(5)]
+    state = pred.init_state(frames)
+    pred.add_new_points_or_box(state, 0, 1, points=np.array([[210, 350]], np.float32),
+                               labels=np.array([1], np.int32))
+    pred.add_new_points_or_box(state, 2, 2, points=np.array([[600, 300]], np.float32),
+                               labels=np.array([1], np.int32))
+    n = 0
+    for idx, obj_ids, logits in pred.propagate_in_video(state):
+        want = combine_object_masks((logits > 0).numpy()[:, 0], [int(o) for o in obj_ids])
+        assert np.array_equal(load_palette_png(out / f"{idx:05d}.png")[0], want), idx
+        rec = json.loads((out / f"{idx:05d}.json").read_text())
+        assert [o["obj_id"] for o in rec["objects"]] == [1, 2]
+        assert all(np.isfinite(o["object_score"]) for o in rec["objects"])
+        n += 1
+    assert n == 5
+
+
+@needs_data
+def test_video_offline_bad_frame_keeps_written_frames(ckpt, tmp_path, capsys):
+    """Tracking backward over an unreadable frame: the frames tracked before it are kept,
+    run.json says which and that the run is incomplete, exit 2 with one line."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(4):
+        shutil.copy(BEDROOM / f"{i:05d}.jpg", d / f"{i:05d}.jpg")
+    (d / "00001.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert main(["video", str(d), "--checkpoint", str(ckpt), "--point", "1:3:210,350",
+                 "--reverse", "--out", str(out), "--overlay", str(out / "ov.mp4"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "00001.jpg" in err and "complete: false" in err
+    run = json.loads((out / "run.json").read_text())
+    assert run["engine"] == "offline" and run["complete"] is False and "00001.jpg" in run["error"]
+    assert run["num_frames_written"] == 2 and run["frames"] == [2, 3]
+    assert sorted(p.name for p in out.glob("*.png")) == ["00002.png", "00003.png"]
+    assert len(list(read_video_frames(out / "ov.mp4"))) == 2
+
+
+@needs_data
 @pytest.mark.parametrize("extra,match", [
     (["--bogus"], "unrecognized arguments"),
     (["--point", "1:0:210"], "malformed --point"),

@@ -159,3 +159,34 @@ def test_init_state_preprocesses_on_cuda():
     cpu, _, _ = load_video_frames(frames, 256)
     gpu, _, _ = load_video_frames(frames, 256, device=torch.device("cuda"))
     assert gpu.is_cuda and _levels(cpu, gpu) <= FRAME_RESIZE_MAX_LEVELS + 1e-3
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
+def test_frame_output_writer_records_and_missing_scores(tmp_path):
+    """The per-frame files of one prediction: palette PNG (object id = palette index) and RLE
+    with each object's score; a prediction without scores writes RLE records without them
+    (never a made-up number)."""
+    import json
+    from types import SimpleNamespace
+
+    pytest.importorskip("pycocotools")
+    from sam2_fast.io.masks import decode_rle, load_palette_png
+    from sam2_fast.io.video_output import FrameOutputWriter, OutputOptions
+
+    rng = np.random.default_rng(7)
+    masks = torch.from_numpy(rng.random((2, 1, 12, 20)) > 0.5)
+    writer = FrameOutputWriter(tmp_path, 20, 12, lambda i: f"f{i:03d}", OutputOptions("both"))
+    writer.write(4, None, SimpleNamespace(masks=masks, obj_ids=[3, 9],
+                                          object_score_logits=torch.tensor([[1.5], [-2.0]])))
+    writer.write(5, None, SimpleNamespace(masks=masks, obj_ids=[3, 9], object_score_logits=None))
+    writer.close()
+    assert writer.written == 2
+    index, _ = load_palette_png(tmp_path / "f004.png")
+    want = np.where(masks[0, 0].numpy(), 3, np.where(masks[1, 0].numpy(), 9, 0))
+    assert np.array_equal(index, want)
+    rec4 = json.loads((tmp_path / "f004.json").read_text())
+    rec5 = json.loads((tmp_path / "f005.json").read_text())
+    assert [o["object_score"] for o in rec4["objects"]] == [1.5, -2.0]
+    assert all("object_score" not in o for o in rec5["objects"])
+    dec = decode_rle([o["segmentation"] for o in rec5["objects"]])
+    assert np.array_equal(dec, masks[:, 0].numpy())

@@ -324,7 +324,8 @@ def test_constructor_options():
 
 
 def test_lazy_frames_keep_memory_flat(tmp_path):
-    """lazy_frames=True reads frames on demand and holds at most 16 (long videos)."""
+    """lazy_frames=True reads frames on demand and holds at most 16 (long videos): a folder, a
+    video file or a list of frames."""
     import shutil
 
     import torch
@@ -352,5 +353,9 @@ def test_lazy_frames_keep_memory_flat(tmp_path):
     pred.add_new_points_or_box(st, 0, 1, points=[[210, 350]], labels=[1])
     n = sum(1 for _ in pred.propagate_in_video(st, max_frame_num_to_track=19))
     assert n == 20 and len(st["images"]._cache) <= 16
-    with pytest.raises(ValueError, match="lazy_frames=True needs a folder"):
-        pred.init_state([np.zeros((8, 8, 3), np.uint8)], lazy_frames=True)
+    # a video file and a list of frames are read lazily too (decoded on demand)
+    st = pred.init_state(str(VIDEO_MP4), lazy_frames=True)
+    assert st["num_frames"] == 200 and (st["video_height"], st["video_width"]) == (540, 960)
+    assert len(st["images"]._cache) == 1
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        pred.init_state([np.ones((8, 8), np.uint8)], lazy_frames=True)

@@ -330,36 +330,115 @@ class AsyncFrameLoader:
 
 
 class LazyFrameLoader:
-    """Frames of a folder read from disk when asked for, with at most ``cache_size``
-    preprocessed frames kept (least recently used dropped): memory stays flat however long the
-    video. ``loader[i]`` is a (3, S, S) float32 CPU tensor normalized as
-    :func:`load_video_frames`; ``len(loader)`` is the number of frames.
+    """Frames of a video read when asked for, with at most ``cache_size`` preprocessed frames
+    kept (least recently used dropped): memory stays flat however long the video (not in the
+    official, whose loaders hold every frame). ``loader[i]`` is a (3, S, S) float32 tensor,
+    normalized as :func:`load_video_frames` (on ``device`` when it is CUDA: resized there as
+    :func:`resize_frame_tensor`; else on the CPU with the official PIL resize, bit for bit);
+    ``len(loader)`` is the number of frames.
 
-    Raises (constructor): ValueError for a missing folder, no frames, or cache_size < 1;
-    RuntimeError if frame 0 cannot be read. ``loader[i]``: IndexError out of range,
-    RuntimeError for an unreadable frame, FrameSizeError for a frame of another size.
+    Args:
+        video: a folder of frames (each file read when needed); a video file (decoded on
+            demand by :class:`~sam2_fast.io.sources.RandomAccessFrames`: reading forward
+            continues the decoder, other accesses seek to a keyframe; the stored pixels, no
+            rotation, as :func:`load_video_frames`); or a sequence of (H, W, 3) uint8 RGB
+            arrays, such as a :class:`~sam2_fast.io.sources.RandomAccessFrames`, indexed
+            when a frame is needed.
+        image_size: the model's input side S (pixels).
+        cache_size: preprocessed frames kept (>= 1).
+        device: where frames are resized and returned (None: the CPU).
+
+    Raises (constructor): ValueError for a missing path, a folder without frames, an empty
+    sequence or cache_size < 1; RuntimeError if frame 0 cannot be read. ``loader[i]``:
+    IndexError out of range, RuntimeError for an unreadable frame, FrameSizeError (a
+    ValueError) for a frame of another size than frame 0, ValueError for an array that is not
+    (H, W, 3) uint8; a sequence's own errors pass through unchanged.
     """
 
-    def __init__(self, folder: Union[str, os.PathLike], image_size: int, cache_size: int = 16) -> None:
+    def __init__(self, video: VideoSource, image_size: int, cache_size: int = 16,
+                 device: Optional[torch.device] = None) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
-        self.paths = list_frame_files(folder)
         self.image_size = image_size
         self.cache_size = cache_size
-        first, self.video_height, self.video_width = load_image_frame(self.paths[0], image_size)
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        self._resize = _Resizer(image_size, device, on_device=on_gpu)
+        self.paths: Optional[List[str]] = None
+        self._frames: Optional[Sequence[np.ndarray]] = None
+        self._from_file = False
+        if isinstance(video, (str, os.PathLike)):
+            p = Path(video)
+            if p.is_dir():
+                self.paths = list_frame_files(p)
+            elif not p.is_file():
+                raise ValueError(f"video path {str(p)!r} does not exist")
+            elif p.suffix.lower() in IMAGE_EXTENSIONS:
+                raise ValueError(f"{str(p)!r} is a single image; pass the folder of frames")
+            else:
+                from .sources import RandomAccessFrames, open_video
+
+                try:
+                    self._frames = RandomAccessFrames(open_video(os.fspath(p), apply_orientation=False))
+                except ValueError as e:
+                    raise RuntimeError(str(e)) from None
+                self._from_file = True
+        elif hasattr(video, "__getitem__") and hasattr(video, "__len__") and not isinstance(video, bytes):
+            if len(video) == 0:
+                raise ValueError("the sequence of video frames is empty")
+            self._frames = video
+        else:
+            raise ValueError("video must be a frame folder, a video file path, or a sequence of HxWx3 "
+                             f"uint8 arrays; got {type(video).__name__}")
+        self.video_height = self.video_width = None
+        first = self._load(0)
         self._cache: "OrderedDict[int, torch.Tensor]" = OrderedDict({0: first})
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.paths) if self.paths is not None else len(self._frames)
+
+    def _load(self, index: int) -> torch.Tensor:
+        first_hw = None if self.video_height is None else (self.video_height, self.video_width)
+        if self.paths is not None:
+            path = self.paths[index]
+            try:
+                with Image.open(path) as img:
+                    img.load()
+                    w, h = img.size
+                    if first_hw is None or (h, w) == first_hw:
+                        x = self._resize(img, path)
+            except (OSError, ValueError, SyntaxError) as e:
+                raise RuntimeError(f"cannot read video frame {path!r}: {e}") from e
+            name, first_name = path, f"frame 0 ({os.path.basename(self.paths[0])})"
+        else:
+            try:
+                a = self._frames[index]
+            except FrameSizeError:
+                raise
+            except ValueError as e:
+                if not self._from_file:
+                    raise
+                raise RuntimeError(str(e)) from None
+            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+                raise ValueError(f"video frame {index} must be an HxWx3 uint8 RGB array, got shape "
+                                 f"{a.shape} dtype {a.dtype}")
+            h, w = a.shape[:2]
+            if first_hw is None or (h, w) == first_hw:
+                x = self._resize(Image.fromarray(a))
+            name, first_name = str(index), "frame 0"
+        if first_hw is not None and (h, w) != first_hw:
+            raise _size_error(name, (h, w), first_hw, first_name)
+        if first_hw is None:
+            self.video_height, self.video_width = h, w
+        return _normalize(x[None])[0]
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        if not 0 <= index < len(self.paths):
-            raise IndexError(f"frame {index} out of range (0..{len(self.paths) - 1})")
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        img, _, _ = load_image_frame(self.paths[index], self.image_size,
-                                     (self.video_height, self.video_width))
+        img = self._load(index)
         self._cache[index] = img
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

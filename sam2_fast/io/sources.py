@@ -1,15 +1,18 @@
 """Probing and reading a video for the command line: a folder of JPEG/PNG frames or a file
 PyAV decodes (.mp4 ...). :func:`open_video` reads the frame count, size, frame rate and
 orientation without decoding everything; :func:`read_frames` decodes a range of frames as RGB
-uint8 arrays, turned upright (EXIF orientation of JPEG frames, the display-matrix rotation of
-phone videos) unless told to keep the stored pixels.
+uint8 arrays, and :class:`RandomAccessFrames` reads them by index, decoding on demand. Frames
+are turned upright (EXIF orientation of JPEG frames, the display-matrix rotation of phone
+videos) unless told to keep the stored pixels.
 
 Errors are ValueErrors with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -17,7 +20,7 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from . import av_errors
-from .frames import list_frame_files
+from .frames import FrameSizeError, list_frame_files
 from .images import image_size, load_image
 
 
@@ -70,6 +73,14 @@ class VideoSource:
 def _first_line(e: BaseException) -> str:
     """The first line of an exception's message, or its type name when it has none."""
     return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _check_size(src: "VideoSource", name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` if it has the video's size, else FrameSizeError (a ValueError) naming the frame."""
+    if arr.shape[:2] != (src.height, src.width):
+        raise FrameSizeError(f"video frame {name} is {arr.shape[1]}x{arr.shape[0]} but frame 0 is "
+                             f"{src.width}x{src.height}: all frames must have one size")
+    return arr
 
 
 def _upright(arr: np.ndarray, rotation: int) -> np.ndarray:
@@ -139,14 +150,9 @@ def iter_source_frames(src: VideoSource, lo: int = 0, hi: Optional[int] = None) 
     :func:`sam2_fast.io.images.to_rgb`. Nothing beyond the current frame is held.
 
     Raises (while iterating):
-        ValueError: an unreadable frame, or a frame of another size than frame 0 (naming it).
+        ValueError: an unreadable frame, or a frame of another size than frame 0
+            (:class:`~sam2_fast.io.frames.FrameSizeError`, naming it).
     """
-
-    def checked(name: str, arr: np.ndarray) -> np.ndarray:
-        if arr.shape[:2] != (src.height, src.width):
-            raise ValueError(f"video frame {name} is {arr.shape[1]}x{arr.shape[0]} but frame 0 is "
-                             f"{src.width}x{src.height}: all frames must have one size")
-        return arr
 
     if src.kind == "folder":
         last = src.num_frames - 1 if hi is None else hi
@@ -155,7 +161,7 @@ def iter_source_frames(src: VideoSource, lo: int = 0, hi: Optional[int] = None) 
                 arr, _ = load_image(f, src.apply_orientation)
             except ValueError as e:
                 raise ValueError(str(e).replace("cannot read image", "cannot read video frame", 1)) from None
-            yield checked(f, arr)
+            yield _check_size(src, f, arr)
         return
     import av
 
@@ -167,9 +173,11 @@ def iter_source_frames(src: VideoSource, lo: int = 0, hi: Optional[int] = None) 
                 arr = fr.to_ndarray(format="rgb24")
                 if src.apply_orientation:
                     arr = _upright(arr, int(round(fr.rotation or 0)))
-                yield checked(f"frame {i}", arr)
+                yield _check_size(src, str(i), arr)
                 if hi is not None and i >= hi:
                     break
+    except FrameSizeError:
+        raise
     except av_errors() as e:
         raise ValueError(f"cannot decode video {src.path}: {_first_line(e)}") from None
 
@@ -181,3 +189,174 @@ def read_frames(src: VideoSource, lo: int, hi: Optional[int]) -> List[np.ndarray
         ValueError: unreadable frames, or frames of differing sizes (naming the frame).
     """
     return list(iter_source_frames(src, lo, hi))
+
+
+class RandomAccessFrames:
+    """Frames ``lo..hi`` of a :class:`VideoSource` by index, each decoded when it is asked for:
+    ``frames[i]`` is frame ``lo + i`` as an (H, W, 3) uint8 RGB array, upright when
+    ``src.apply_orientation`` (the same pixels as :func:`iter_source_frames`). For the offline
+    video predictor (``init_state(..., lazy_frames=True)``), which reads the prompted frame,
+    then walks forward or backward: the whole video is never held.
+
+    A folder's frames are read from their files. A video file is indexed once by demuxing its
+    packets (no decoding): frame k is the packet with the k-th smallest presentation time.
+    Reading forward continues the open decoder; any other access seeks to the keyframe at or
+    before the frame and decodes from there (from the start of the file when the packets carry
+    no timestamps). Decoded frames are kept in a least-recently-used cache of at most
+    ``cache_bytes``, so walking backward decodes each group of pictures once, or a few times
+    when a group holds more frames than the cache.
+
+    Args:
+        src: from :func:`open_video`.
+        lo, hi: the first and last frame (inclusive; ``hi`` None = to the end), in pixels of
+            the source's frame numbering. ``len(frames)`` can be smaller than ``hi - lo + 1``
+            when the file holds fewer frames than its header says.
+        cache_bytes: memory for decoded frames (at least one frame is always kept).
+
+    Raises:
+        ValueError: (constructor) ``lo`` out of range, an unreadable file; (``frames[i]``) an
+            index out of range, an unreadable frame, or a frame of another size than frame 0
+            (:class:`~sam2_fast.io.frames.FrameSizeError`, naming it), as
+            :func:`iter_source_frames`.
+    """
+
+    def __init__(self, src: VideoSource, lo: int = 0, hi: Optional[int] = None,
+                 cache_bytes: int = 512 << 20) -> None:
+        if not 0 <= lo < src.num_frames:
+            raise ValueError(f"first frame {lo} is out of range: the video has {src.num_frames} frames")
+        self.src, self.lo = src, int(lo)
+        self.cache_bytes = int(cache_bytes)
+        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._cached_bytes = 0
+        self._container = None
+        self._decoder: Optional[Iterator] = None
+        self._next = None  # source index of the next frame the open decoder yields
+        if src.kind == "folder":
+            n = src.num_frames
+            self._pts: Optional[List[int]] = None
+        else:
+            n, self._pts, self._keys = self._index()
+        last = n - 1 if hi is None else min(int(hi), n - 1)
+        self._len = max(0, last - self.lo + 1)
+        if self._len == 0:
+            raise ValueError(f"first frame {lo} is past the end: {src.path} holds {n} frames")
+
+    # ------------------------------------------------------------------ indexing a file
+    def _index(self):
+        """(frames, presentation times in frame order or None, keyframe frame indices)."""
+        import av
+
+        try:
+            with av.open(str(self.src.path)) as c:
+                packets = [(p.pts, p.is_keyframe) for p in c.demux(c.streams.video[0]) if p.size]
+        except av_errors() as e:
+            raise ValueError(f"cannot read video {self.src.path}: {_first_line(e)}") from None
+        pts = [p for p, _ in packets]
+        if not packets or any(p is None for p in pts) or len(set(pts)) != len(pts):
+            return len(packets), None, [0]  # no usable timestamps: decode from the start
+        order = sorted(pts)
+        rank = {p: i for i, p in enumerate(order)}
+        keys = sorted(rank[p] for p, key in packets if key) or [0]
+        return len(packets), order, keys
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"frame index must be an int, got {type(i).__name__}")
+        if not 0 <= i < self._len:
+            raise IndexError(f"frame {i} out of range (0..{self._len - 1})")
+        k = self.lo + int(i)
+        arr = self._cache.get(k)
+        if arr is not None:
+            self._cache.move_to_end(k)
+            return arr
+        if self.src.kind == "folder":
+            arr = self._read_file(k)
+            self._keep(k, arr)
+            return arr
+        return self._decode_to(k)
+
+    def _keep(self, k: int, arr: np.ndarray) -> None:
+        arr.flags.writeable = False  # shared by every caller: a frame is never edited in place
+        self._cache[k] = arr
+        self._cached_bytes += arr.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.nbytes
+
+    def _read_file(self, k: int) -> np.ndarray:
+        f = self.src.frame_files[k]
+        try:
+            arr, _ = load_image(f, self.src.apply_orientation)
+        except ValueError as e:
+            raise ValueError(str(e).replace("cannot read image", "cannot read video frame", 1)) from None
+        return _check_size(self.src, f, arr)
+
+    def _decode_to(self, k: int) -> np.ndarray:
+        """Decode up to source frame k, caching every frame of the range on the way."""
+        key = self._keys[bisect.bisect_right(self._keys, k) - 1]
+        if self._decoder is None or self._next is None or not key <= self._next <= k:
+            self._seek(key)
+        first = True
+        while True:
+            try:
+                fr = next(self._decoder, None)
+                arr = None if fr is None else fr.to_ndarray(format="rgb24")
+            except av_errors() as e:
+                self.close()
+                raise ValueError(f"cannot decode video {self.src.path}: {_first_line(e)}") from None
+            if fr is None:
+                break
+            if self._pts is None:
+                idx = self._next
+            else:
+                idx = bisect.bisect_left(self._pts, fr.pts) if fr.pts is not None else len(self._pts)
+                if idx >= len(self._pts) or self._pts[idx] != fr.pts:
+                    self.close()
+                    raise ValueError(f"cannot decode video {self.src.path}: a frame's presentation "
+                                     f"time ({fr.pts}) is not one of its packets'")
+                if idx < self._next:  # a leading frame of an open group of pictures
+                    continue
+                if first and idx > k:  # the seek went past the frame: decode from the start
+                    self._seek(0)
+                    first = False
+                    continue
+            first = False
+            self._next = idx + 1
+            if self.src.apply_orientation:
+                arr = _upright(arr, int(round(fr.rotation or 0)))
+            arr = _check_size(self.src, str(idx), arr)
+            if idx >= self.lo:
+                self._keep(idx, arr)
+            if idx == k:
+                return arr
+            if idx > k:
+                break
+        self.close()
+        raise ValueError(f"cannot decode frame {k} of {self.src.path}: the decoder ended before it")
+
+    def _seek(self, key: int) -> None:
+        import av
+
+        self.close()
+        try:
+            self._container = av.open(str(self.src.path))
+            stream = self._container.streams.video[0]
+            if self._pts is not None and key > 0:
+                self._container.seek(self._pts[key], backward=True, any_frame=False, stream=stream)
+            else:
+                key = 0
+            self._decoder = iter(self._container.decode(stream))
+        except av_errors() as e:
+            self.close()
+            raise ValueError(f"cannot decode video {self.src.path}: {_first_line(e)}") from None
+        self._next = key
+
+    def close(self) -> None:
+        """Close the open decoder (the cache stays; a later access reopens the file)."""
+        if self._container is not None:
+            self._container.close()
+        self._container = self._decoder = self._next = None

@@ -43,22 +43,27 @@ class _HostMasks:
     pinned memory on CUDA (the writer thread waits for its event), a plain view on the CPU."""
 
     def __init__(self, pred) -> None:
-        masks, scores = pred.masks[:, 0], pred.object_score_logits.float().reshape(-1)
+        masks = pred.masks[:, 0]
+        scores = pred.object_score_logits
+        scores = None if scores is None else scores.float().reshape(-1)
         self.event = None
         if masks.is_cuda:
             self.masks = torch.empty(masks.shape, dtype=masks.dtype, pin_memory=True)
-            self.scores = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
             self.masks.copy_(masks, non_blocking=True)
-            self.scores.copy_(scores, non_blocking=True)
+            if scores is not None:
+                pinned = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
+                scores = pinned.copy_(scores, non_blocking=True)
             self.event = torch.cuda.Event()
             self.event.record()
         else:
-            self.masks, self.scores = masks, scores
+            self.masks = masks
+        self.scores = scores
 
     def numpy(self):
+        """(masks (N, H, W) bool, scores (N,) float32 or None)."""
         if self.event is not None:
             self.event.synchronize()
-        return self.masks.numpy(), self.scores.numpy()
+        return self.masks.numpy(), None if self.scores is None else self.scores.numpy()
 
 
 class FrameOutputWriter:
@@ -92,7 +97,8 @@ class FrameOutputWriter:
 
     def write(self, idx: int, frame: Optional[np.ndarray], pred) -> None:
         """Queue frame ``idx``: ``pred`` a :class:`~sam2_fast.Sam2VideoFramePrediction` (or any
-        object with ``masks`` (N, 1, H, W) bool, ``object_score_logits`` (N, 1), ``obj_ids``);
+        object with ``masks`` (N, 1, H, W) bool, ``object_score_logits`` (N, 1) or None (no
+        ``object_score`` in the RLE records), ``obj_ids``);
         ``frame`` (H, W, 3) uint8, needed for the overlay only.
 
         Raises:

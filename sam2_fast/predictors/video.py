@@ -128,10 +128,12 @@ class Sam2VideoPredictor:
             async_loading_frames: for a frame folder, load frame 0 now and the others in a
                 background thread (kept on the CPU, moved per frame); ignored for video files
                 and frame lists (loaded at once), as the official.
-            lazy_frames: for a frame folder, read each frame from disk when it is needed and
-                keep only the 16 most recent (:class:`~sam2_fast.io.frames.LazyFrameLoader`): for
-                videos too long to hold in memory (not in the official). ValueError for other
-                sources.
+            lazy_frames: read and preprocess each frame when it is needed and keep only the 16
+                most recent (:class:`~sam2_fast.io.frames.LazyFrameLoader`: a folder's files,
+                a video file decoded on demand with keyframe seeks, or a sequence of frames such
+                as :class:`~sam2_fast.io.sources.RandomAccessFrames`); for videos too long to
+                hold in memory (not in the official). On CUDA (without
+                ``offload_video_to_cpu``) the frames are resized and normalized on the GPU.
 
         Returns:
             the inference state (a dict with the official keys: ``images``, ``num_frames``,
@@ -145,10 +147,8 @@ class Sam2VideoPredictor:
         device = self.device
         is_folder = isinstance(video_path, (str, os.PathLike)) and os.path.isdir(video_path)
         if lazy_frames:
-            if not is_folder:
-                raise ValueError("lazy_frames=True needs a folder of frames (extract the video's "
-                                 "frames first); video files and frame lists load at once")
-            images = LazyFrameLoader(video_path, self.image_size)
+            images = LazyFrameLoader(video_path, self.image_size,
+                                     device=None if offload_video_to_cpu else device)
             video_height, video_width = images.video_height, images.video_width
         elif async_loading_frames and is_folder:
             images = AsyncFrameLoader(video_path, self.image_size)
