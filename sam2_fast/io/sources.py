@@ -208,16 +208,17 @@ class RandomAccessFrames:
 
     Args:
         src: from :func:`open_video`.
-        lo, hi: the first and last frame (inclusive; ``hi`` None = to the end), in pixels of
-            the source's frame numbering. ``len(frames)`` can be smaller than ``hi - lo + 1``
-            when the file holds fewer frames than its header says.
-        cache_bytes: memory for decoded frames (at least one frame is always kept).
+        lo, hi: the first and last frame index of the source (inclusive; ``hi`` None = to
+            the end). ``len(frames)`` can be smaller than ``hi - lo + 1`` when the file holds
+            fewer frames than its header says.
+        cache_bytes: memory for decoded frames, in bytes (at least one frame is always kept).
 
     Raises:
         ValueError: (constructor) ``lo`` out of range, an unreadable file; (``frames[i]``) an
-            index out of range, an unreadable frame, or a frame of another size than frame 0
+            unreadable frame, or a frame of another size than frame 0
             (:class:`~sam2_fast.io.frames.FrameSizeError`, naming it), as
             :func:`iter_source_frames`.
+        IndexError, TypeError: (``frames[i]``) an index out of range, not an int.
     """
 
     def __init__(self, src: VideoSource, lo: int = 0, hi: Optional[int] = None,
@@ -336,7 +337,7 @@ class RandomAccessFrames:
             if idx > k:
                 break
         self.close()
-        raise ValueError(f"cannot decode frame {k} of {self.src.path}: the decoder ended before it")
+        raise ValueError(f"cannot decode frame {k} of {self.src.path}: the decoder did not produce it")
 
     def _seek(self, key: int) -> None:
         import av
