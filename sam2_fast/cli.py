@@ -319,11 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_args(v, "output folder for the masks")
     v.add_argument("--format", choices=("png", "rle", "both"), default="png",
                    help="png: palette PNG per frame (default); rle: COCO-RLE JSON per frame; both")
-    v.add_argument("--overlay", metavar="OUT.mp4", help="also write the video with coloured masks")
+    v.add_argument("--overlay", metavar="OUT.mp4",
+                   help="also write the video with coloured masks (in tracking order: backward "
+                        "with --reverse)")
     v.add_argument("--fps", type=_pos_float, help="overlay frame rate (default: the input's, or 24)")
     v.add_argument("--reverse", action="store_true", help="track towards frame 0")
     v.add_argument("--start-frame", type=_nonneg_int, metavar="N",
-                   help="first frame to track from (default: the first prompted frame)")
+                   help="first frame to track from (default: the first prompted frame, also with "
+                        "--reverse, as the official propagate_in_video)")
     v.add_argument("--max-frames", type=_pos_int, metavar="N",
                    help="track at most N frames (including the start frame)")
     v.add_argument("--offload-video", action="store_true",
@@ -604,13 +607,11 @@ def cmd_video(args) -> int:
         _check_output_file(overlay, "--overlay", None if inside else args.overwrite)
     cfg, info = _model_plan(args, ckpt)
 
-    # frames to load: the processed range plus every prompted frame
     n_known = src.num_frames
     first, last = _processing_range(n_known, start, args.max_frames, args.reverse)
-    lo = min([first] + prompt_frames)
-    if args.reverse and lo > 0:
-        lo -= 1  # the official skips reverse tracking that starts at (local) frame 0
-    hi = max([last] + prompt_frames)
+    for f in sorted({f for f in prompt_frames if not first <= f <= last}):
+        _warn(f"the prompt on frame {f} lies outside the tracked frames {first}..{last}: it "
+              f"conditions the tracking as a memory, and frame {f} itself is not written")
 
     if args.dry:
         n_proc = last - first + 1
@@ -621,7 +622,7 @@ def cmd_video(args) -> int:
                 ("video", f"{src.path} ({src.kind}, {n_known} frames, "
                           f"{src.width}x{src.height})"),
                 ("frames", f"{first}..{last} ({'reverse' if args.reverse else 'forward'}, "
-                           f"{n_proc} frames; loads {lo}..{hi})"),
+                           f"{n_proc} frames, each decoded when tracked)"),
                 ("model input", f"(N, 3, {s}, {s}) float32 frames"),
                 ("objects", ", ".join(sorted({str(p.obj_id) for p in prompts}, key=int))),
                 ("prompts", "; ".join(f"obj {p.obj_id} frame {p.frame}: {len(p.points)} point(s)"
@@ -640,7 +641,7 @@ def cmd_video(args) -> int:
         return _video_streaming(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
                                 first, last, auto)
     return _video_offline(args, src, prompts, ckpt, cfg, info, backend, out_dir, overlay,
-                          (first, last, lo, hi, start, need_hi), auto)
+                          (first, last, start, need_hi), auto)
 
 
 class _OfflinePrediction:
@@ -648,7 +649,7 @@ class _OfflinePrediction:
     ``masks`` (N, 1, H, W) bool, ``object_score_logits`` (N, 1) read from the objects' stored
     outputs of that frame (None if one is not stored), ``obj_ids``."""
 
-    def __init__(self, state, local_idx: int, obj_ids, logits) -> None:
+    def __init__(self, state, frame_idx: int, obj_ids, logits) -> None:
         import torch
 
         self.obj_ids = obj_ids
@@ -656,7 +657,7 @@ class _OfflinePrediction:
         scores = []
         for i in range(len(obj_ids)):
             store = state["output_dict_per_obj"][i]
-            entry = store.cond.get(local_idx) or store.non_cond.get(local_idx)
+            entry = store.cond.get(frame_idx) or store.non_cond.get(frame_idx)
             if entry is None:
                 scores = None
                 break
@@ -668,9 +669,13 @@ def _video_offline(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_
                    overlay: Optional[Path], span: Tuple[int, int, int, int, int, int],
                    auto: Optional[Dict[str, object]] = None) -> int:
     """``sam2-fast video`` through the offline predictor (``--reverse``, prompts on several
-    frames): frames ``lo..hi`` are decoded on demand (:class:`RandomAccessFrames`: the video is
-    never held) and preprocessed lazily (``init_state(..., lazy_frames=True)``); the masks go
-    through the same bounded writer thread as the streaming path.
+    frames): the state covers the whole video, as the official ``init_state`` (its length
+    bounds the object-pointer window, so the masks of a frame do not depend on
+    ``--max-frames``), but each frame is decoded when it is needed
+    (:class:`RandomAccessFrames`: the video is never held) and preprocessed lazily
+    (``init_state(..., lazy_frames=True)``); the masks go through the same bounded writer thread
+    as the streaming path. Reverse tracking from frame 0 writes frame 0 (the official
+    ``propagate_in_video`` yields nothing there).
 
     Same failure policy as the streaming path: an unreadable frame, a frame of another size or
     a write error keeps the frames already written (the first k frames tracked), marks run.json
@@ -680,14 +685,14 @@ def _video_offline(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_
     from .io.sources import RandomAccessFrames
     from .io.video_output import FrameOutputWriter, OutputOptions
 
-    first, last, lo, hi, start, need_hi = span
+    first, last, start, need_hi = span
     done, error = 0, None
     with _staging(args, out_dir) as staging:
-        frames = RandomAccessFrames(src, lo, hi)
-        if lo + len(frames) <= need_hi:
-            raise CliError(f"frame {need_hi} is past the end: {src.path} holds "
-                           f"{lo + len(frames)} frames")
-        last = min(last, lo + len(frames) - 1)
+        frames = RandomAccessFrames(src)
+        if len(frames) <= need_hi:
+            raise CliError(f"frame {need_hi} is past the end: {src.path} holds {len(frames)} "
+                           f"frames (its header says {src.num_frames})")
+        last = min(last, len(frames) - 1)
         random_note = _random_note(info, ckpt)
         predictor = build_sam2_video_predictor(args.config, str(ckpt), device=_device(args),
                                                dtype=args.dtype, image_size=args.image_size,
@@ -697,10 +702,10 @@ def _video_offline(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_
         for p in prompts:
             pts = np.array(p.points, dtype=np.float32) if p.points else None
             lbs = np.array(p.labels, dtype=np.int32) if p.points else None
-            predictor.add_new_points_or_box(state, p.frame - lo, p.obj_id, points=pts, labels=lbs,
+            predictor.add_new_points_or_box(state, p.frame, p.obj_id, points=pts, labels=lbs,
                                             box=None if p.box is None else np.array(p.box, np.float32))
         if auto:
-            prompts = _add_auto_objects(predictor, state, frames[start - lo], start, lo, auto)
+            prompts = _add_auto_objects(predictor, state, frames[start], start, auto)
         opts = OutputOptions(args.format, staging.add_extra(overlay) if overlay else None,
                              args.fps or src.fps or 24.0)
         writer = FrameOutputWriter(staging.path("."), src.width, src.height, src.frame_name,
@@ -713,12 +718,13 @@ def _video_offline(args, src, prompts, ckpt: Path, cfg, info, backend: str, out_
             with tqdm(total=n_proc, unit="frame", desc="tracking", disable=args.quiet,
                       file=sys.stderr, dynamic_ncols=True) as bar:
                 try:
-                    gen = predictor.propagate_in_video(state, start_frame_idx=start - lo,
+                    reverse = args.reverse and start > 0  # from frame 0: frame 0 alone
+                    gen = predictor.propagate_in_video(state, start_frame_idx=start,
                                                        max_frame_num_to_track=last - first,
-                                                       reverse=args.reverse, progress=False)
-                    for local_idx, obj_ids, logits in gen:
-                        writer.write(local_idx + lo, frames[local_idx] if overlay else None,
-                                     _OfflinePrediction(state, local_idx, obj_ids, logits))
+                                                       reverse=reverse, progress=False)
+                    for idx, obj_ids, logits in gen:
+                        writer.write(idx, frames[idx] if overlay else None,
+                                     _OfflinePrediction(state, idx, obj_ids, logits))
                         bar.update(1)
                 except (ValueError, RuntimeError, OSError) as e:  # keep what was tracked
                     error = e
@@ -781,7 +787,7 @@ def _video_streaming(args, src, prompts, ckpt: Path, cfg, info, backend: str, ou
                            image_size=args.image_size, backend=args.backend)
         sam = Sam2(model)
         n_proc = last - first + 1
-        state = sam.new_video_state(num_frames=n_proc)
+        state = sam.new_video_state(num_frames=src.num_frames)  # the video's length, as offline
         stream_prompts: Dict[int, dict] = {}
         for p in prompts:
             q: dict = {}
@@ -1428,7 +1434,7 @@ def _auto_prompts(model, frame: np.ndarray, frame_idx: int, auto: Dict[str, obje
             [VideoPrompt(i + 1, frame_idx) for i in range(len(anns))])
 
 
-def _add_auto_objects(predictor, state, frame: np.ndarray, frame_idx: int, lo: int,
+def _add_auto_objects(predictor, state, frame: np.ndarray, frame_idx: int,
                       auto: Dict[str, object]) -> List[VideoPrompt]:
     """Segment ``frame`` with the automatic mask generator and add its masks, largest first,
     as objects 1..N (mask prompts on that frame). Raises CliError when it keeps no mask."""
@@ -1440,7 +1446,7 @@ def _add_auto_objects(predictor, state, frame: np.ndarray, frame_idx: int, lo: i
         raise CliError(f"--auto: the automatic mask generator kept no mask on frame {frame_idx} "
                        "(try --amg pred_iou_thresh=... / --amg stability_score_thresh=...)")
     for i, a in enumerate(anns):
-        predictor.add_new_mask(state, frame_idx - lo, i + 1, a["segmentation"])
+        predictor.add_new_mask(state, frame_idx, i + 1, a["segmentation"])
     return [VideoPrompt(i + 1, frame_idx) for i in range(len(anns))]
 
 

@@ -143,6 +143,19 @@ def test_video_dry(ckpt, tmp_path, capsys):
 
 
 @needs_data
+def test_video_prompt_outside_the_tracked_frames_is_named(ckpt, tmp_path, capsys):
+    """--reverse starts at the first prompted frame (the official default): a prompt on a later
+    frame conditions the tracking as a memory, but its frame is not tracked, and the user is
+    told so."""
+    rc = main(["video", str(BEDROOM), "--checkpoint", str(ckpt), "--point", "1:2:210,350",
+               "--point", "2:6:600,300", "--reverse", "--out", str(tmp_path / "o"), "--dry"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "prompt on frame 6 lies outside the tracked frames 0..2" in cap.err
+    assert "0..2 (reverse, 3 frames" in cap.out and "frame 2" not in cap.err
+
+
+@needs_data
 def test_video_write_failure_keeps_written_frames(ckpt, tmp_path, monkeypatch, capsys):
     """A write failure in the middle (disk full on frame 1): one clear line, exit 2, the frames
     written before it kept, run.json marks the run incomplete with the error; no overlay."""
@@ -232,6 +245,61 @@ def test_video_offline_reads_frames_on_demand_and_matches_the_predictor(ckpt, tm
         assert all(np.isfinite(o["object_score"]) for o in rec["objects"])
         n += 1
     assert n == 5
+
+
+def _frame_records(out, frames):
+    """{frame: (palette PNG, [object scores])} of a --format both run."""
+    recs = {}
+    for f in frames:
+        rec = json.loads((out / f"{f:05d}.json").read_text())
+        recs[f] = (load_palette_png(out / f"{f:05d}.png")[0], [o["object_score"] for o in rec["objects"]])
+    return recs
+
+
+@needs_data
+def test_video_max_frames_does_not_change_the_masks(ckpt, tmp_path, capsys):
+    """The video's whole length bounds the object-pointer window (its positional encoding is
+    scaled by it), as the official inference state: tracking fewer frames, forward (stream) or
+    backward (offline), gives the same masks and scores on the frames tracked, equal to the video
+    predictor over the whole video. Reverse tracking from frame 0 writes frame 0."""
+    from sam2_fast.build import build_sam2_video_predictor
+    from sam2_fast.io.masks import combine_object_masks
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(20):
+        shutil.copy(BEDROOM / f"{i:05d}.jpg", d / f"{i:05d}.jpg")
+
+    def run(name, *extra):
+        out = tmp_path / name
+        assert main(["video", str(d), "--checkpoint", str(ckpt), "--out", str(out), "--format", "both",
+                     *extra, *SMALL]) == 0, capsys.readouterr().err
+        return out, json.loads((out / "run.json").read_text())
+
+    short, rs = run("fwd6", "--point", "1:0:210,350", "--max-frames", "6")
+    full, rf = run("fwd20", "--point", "1:0:210,350")
+    assert rs["engine"] == rf["engine"] == "streaming" and rs["frames"] == [0, 5]
+    a, b = _frame_records(short, range(6)), _frame_records(full, range(6))
+    for f in range(6):
+        assert np.array_equal(a[f][0], b[f][0]) and a[f][1] == b[f][1], f
+    short, rs = run("rev4", "--point", "1:12:210,350", "--reverse", "--max-frames", "4")
+    full, rf = run("rev", "--point", "1:12:210,350", "--reverse")
+    assert rs["engine"] == rf["engine"] == "offline"
+    assert rs["frames"] == [9, 12] and rf["frames"] == [0, 12] and rf["num_frames_written"] == 13
+    a, b = _frame_records(short, range(9, 13)), _frame_records(full, range(9, 13))
+    pred = build_sam2_video_predictor(None, str(ckpt), image_size=64)
+    state = pred.init_state(str(d))
+    pred.add_new_points_or_box(state, 12, 1, points=np.array([[210, 350]], np.float32),
+                               labels=np.array([1], np.int32))
+    api = {idx: combine_object_masks((logits > 0).numpy()[:, 0], [1])
+           for idx, _, logits in pred.propagate_in_video(state, max_frame_num_to_track=3, reverse=True)}
+    assert sorted(api) == [9, 10, 11, 12]
+    for f in range(9, 13):
+        assert np.array_equal(a[f][0], b[f][0]) and a[f][1] == b[f][1], f
+        assert np.array_equal(a[f][0], api[f]), f
+    zero, rz = run("rev0", "--point", "1:0:210,350", "--reverse")
+    assert rz["frames"] == [0, 0] and rz["num_frames_written"] == 1 and rz["complete"]
+    assert sorted(p.name for p in zero.glob("*.png")) == ["00000.png"]
 
 
 @needs_data

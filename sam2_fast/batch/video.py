@@ -349,9 +349,7 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
     auto = job.prompts == "auto"
     start = 0 if auto else min(job.prompts)
     stop = None if job.max_frames is None else start + job.max_frames
-    n = src.num_frames
-    if n is not None:  # the video length bounds the object-pointer window, as offline
-        n = (n if stop is None else min(n, stop)) - start
+    n = src.num_frames  # the video's length bounds the object-pointer window, as offline
     state = sam.new_video_state(n if n is not None and n > 0 else None)
     frames = prefetch(iter_source_frames(src, 0, None if stop is None else stop - 1), depth=4,
                       name="sam2-fast-batch-decode")

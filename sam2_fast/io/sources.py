@@ -211,7 +211,8 @@ class RandomAccessFrames:
         lo, hi: the first and last frame index of the source (inclusive; ``hi`` None = to
             the end). ``len(frames)`` can be smaller than ``hi - lo + 1`` when the file holds
             fewer frames than its header says.
-        cache_bytes: memory for decoded frames, in bytes (at least one frame is always kept).
+        cache_bytes: memory for decoded frames, in bytes (at least one frame is always kept;
+            None: 512 MiB for a video file, 64 MiB for a folder).
 
     Raises:
         ValueError: (constructor) ``lo`` out of range, an unreadable file; (``frames[i]``) an
@@ -222,10 +223,12 @@ class RandomAccessFrames:
     """
 
     def __init__(self, src: VideoSource, lo: int = 0, hi: Optional[int] = None,
-                 cache_bytes: int = 512 << 20) -> None:
+                 cache_bytes: Optional[int] = None) -> None:
         if not 0 <= lo < src.num_frames:
             raise ValueError(f"first frame {lo} is out of range: the video has {src.num_frames} frames")
         self.src, self.lo = src, int(lo)
+        if cache_bytes is None:  # a file's frames cost a decode from the keyframe; a folder's, one file
+            cache_bytes = (64 << 20) if src.kind == "folder" else (512 << 20)
         self.cache_bytes = int(cache_bytes)
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._cached_bytes = 0
