@@ -159,6 +159,12 @@ def test_init_state_preprocesses_on_cuda():
     cpu, _, _ = load_video_frames(frames, 256)
     gpu, _, _ = load_video_frames(frames, 256, device=torch.device("cuda"))
     assert gpu.is_cuda and _levels(cpu, gpu) <= FRAME_RESIZE_MAX_LEVELS + 1e-3
+    # lazy_frames on CUDA: the same device preprocessing, frame by frame
+    from sam2_fast.io.frames import LazyFrameLoader
+
+    lazy = LazyFrameLoader(frames, 256, device=torch.device("cuda"))
+    for i in (2, 0, 1):
+        assert lazy[i].is_cuda and torch.equal(lazy[i], gpu[i]), i
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
