@@ -189,28 +189,40 @@ class Sam2:
         Sam2AutomaticMaskGenerator` on this model with ``output_mode="binary_mask"`` (default:
         one with the official defaults).
 
-        Raises (on the first frame):
-            ValueError: ``prompts`` neither a dict nor ``"auto"``; ``max_objects`` or
+        Raises (on the first frame unless said otherwise):
+            ValueError: ``prompts`` neither a dict nor ``"auto"``, a key that is not a frame
+                index or names a frame the stream has passed; after the last frame, prompts on
+                frames the source never reached (nothing is dropped silently); ``max_objects`` or
                 ``mask_generator`` without ``"auto"``, ``max_objects`` not a positive integer,
                 a generator that is not binary-mask output or not on this model, a ``state``
                 that already tracks objects, an empty source, no mask kept on the first frame;
                 and what :meth:`predict_video_frame` raises.
         """
+        if isinstance(prompts, str) and prompts != "auto" or not isinstance(prompts, (str, Mapping)):
+            got = repr(prompts) if isinstance(prompts, str) else type(prompts).__name__
+            raise ValueError(f"prompts must be a dict {{frame_idx: {{obj_id: prompt}}}} or 'auto', got {got}")
         if isinstance(prompts, str) or max_objects is not None or mask_generator is not None:
             yield from self._track_auto(source, prompts, state, max_objects, mask_generator)
             return
-        if not isinstance(prompts, Mapping):
-            raise ValueError(f"prompts must be a dict {{frame_idx: {{obj_id: prompt}}}} or 'auto', "
-                             f"got {type(prompts).__name__}")
         state = state or self.new_video_state()
+        for key in prompts:
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+                raise ValueError(f"prompts keys are frame indices (ints), got {key!r}")
+            if key < state.frame_idx:
+                raise ValueError(f"prompts for frame {key}: the stream is already at frame "
+                                 f"{state.frame_idx}")
         for frame in iter_frames(source):
             yield self.predict_video_frame(state, frame, prompts.get(state.frame_idx))
+        missed = sorted(int(k) for k in prompts if k >= state.frame_idx)
+        if missed:
+            raise ValueError(f"prompts on frame(s) {missed} were never used: the source ended at "
+                             f"frame {state.frame_idx - 1}")
 
     def _track_auto(self, source, prompts, state, max_objects, mask_generator):
         from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
 
         if prompts != "auto":
-            raise ValueError(f"max_objects / mask_generator go with prompts='auto', got prompts={prompts!r}")
+            raise ValueError("max_objects / mask_generator go with prompts='auto', not with a dict of prompts")
         if max_objects is not None and (isinstance(max_objects, bool) or not isinstance(max_objects, int)
                                         or max_objects < 1):
             raise ValueError(f"max_objects must be a positive integer or None, got {max_objects!r}")

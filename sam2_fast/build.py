@@ -128,6 +128,30 @@ def _pick(official, official_name: str, ours, our_name: str):
     return ours if official is None else official
 
 
+def resolve_device(device: Union[None, str, torch.device]) -> torch.device:
+    """The device a model is built on: None = CUDA if available, else the CPU.
+
+    Raises:
+        ValueError: not a torch device name, or a CUDA device this machine does not have
+            (checked before any checkpoint is read).
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r} is not a torch device ('cpu', 'cuda', 'cuda:1'): "
+                         f"{str(e).splitlines()[0]}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available on this machine (torch "
+                             f"{torch.__version__}); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s)")
+    return dev
+
+
 def build_sam2(config_file: Union[None, str, Sam2Config] = None, ckpt_path: Optional[PathLike] = None,
                device: Union[None, str, torch.device] = None, mode: str = "eval",
                hydra_overrides_extra: Optional[Sequence[str]] = None, apply_postprocessing: bool = True,
@@ -171,7 +195,7 @@ def build_sam2(config_file: Union[None, str, Sam2Config] = None, ckpt_path: Opti
     Raises:
         ValueError: neither config nor checkpoint, an argument given under both its official and
             its sam2_fast name, bad dtype/backend/image_size/mode, unknown config, an override
-            with no meaning here.
+            with no meaning here, a device that is not one or that this machine lacks.
         CheckpointError (a ValueError): unreadable file, keys or shapes that do not match the
             config (the message summarises them).
         ProfileError (a ValueError): a profile file that cannot be used (corrupt, unknown
@@ -183,6 +207,7 @@ def build_sam2(config_file: Union[None, str, Sam2Config] = None, ckpt_path: Opti
         raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
     check_backend_name(backend)
     torch_dtype = resolve_dtype(dtype)
+    device = resolve_device(device)
     cfg_over, video_over = parse_overrides(hydra_overrides_extra)
     if video_over:
         raise ValueError(f"hydra_overrides_extra: {sorted(video_over)} are video predictor options; "
@@ -218,10 +243,8 @@ def build_sam2(config_file: Union[None, str, Sam2Config] = None, ckpt_path: Opti
                 hint = "; omit the config to detect it" if detected != "not a published SAM 2 model" else ""
                 raise CheckpointError(f"{Path(str(checkpoint)).name}: config {cfg.name} does not match "
                                       f"the checkpoint (detected: {detected}{hint}). {e}") from None
-            raise
+            raise CheckpointError(f"{Path(str(checkpoint)).name}: {e}") from None
         model.load_state_dict(sd, strict=True)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     set_kernel_profile(model, resolve_profile(profile, checkpoint, device))
     model = model.to(device=device, dtype=torch_dtype)
     return model.eval() if mode == "eval" else model.train()

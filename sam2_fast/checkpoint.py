@@ -8,6 +8,7 @@ Mirrors the loading in the official ``sam2.build_sam._load_checkpoint``.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import zipfile
@@ -183,6 +184,9 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: PathLike,
             if meta:
                 obj[META_KEY] = dict(meta)
             torch.save(obj, str(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the writer may create it 0600: a checkpoint is a plain file
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -211,8 +215,26 @@ class CheckpointInfo:
 
     def detect_config(self) -> Sam2Config:
         """:func:`detect_config` from the shapes alone. Raises CheckpointError like it."""
-        fake = {k: torch.empty(s, device="meta") for k, (s, _) in self.shapes.items()}
-        return detect_config(fake)
+        return detect_config(self._fake())
+
+    def check(self, config: Sam2Config) -> None:
+        """:func:`check_state_dict` against ``config``'s model from the shapes alone (built on
+        the meta device: no memory, no weights read): whether the file would load.
+
+        Raises:
+            CheckpointError: missing/unexpected keys or shape mismatches, naming the file.
+        """
+        from .model.sam2_model import Sam2Model
+
+        with torch.device("meta"):
+            model = Sam2Model(config, backend="torch")
+        try:
+            check_state_dict(model, self._fake(), name=config.name)
+        except CheckpointError as e:
+            raise CheckpointError(f"{self.path.name}: {e}") from None
+
+    def _fake(self) -> Dict[str, torch.Tensor]:
+        return {k: torch.empty(s, device="meta") for k, (s, _) in self.shapes.items()}
 
 
 def _dtype_name(d) -> str:

@@ -146,14 +146,15 @@ def _numbers(text: str, n: int, what: str, spec: str) -> List[float]:
     return vals
 
 
-def _int_field(text: str, what: str, spec: str, lo: int, hi: Optional[int] = None) -> int:
+def _int_field(text: str, what: str, spec: str, name: str, lo: int, hi: Optional[int] = None) -> int:
+    """``text`` as an int in lo..hi; ``name`` says which field of ``what`` it is."""
     try:
         v = int(text)
     except ValueError:
-        raise CliError(f"malformed {what} {spec!r}: {text!r} is not an integer") from None
+        raise CliError(f"malformed {what} {spec!r}: the {name} {text!r} is not an integer") from None
     if v < lo or (hi is not None and v > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise CliError(f"malformed {what} {spec!r}: {v} must be in {rng}")
+        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise CliError(f"malformed {what} {spec!r}: the {name} {v} must be {rng}")
     return v
 
 
@@ -178,8 +179,8 @@ def parse_point(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optiona
     n_head = 2 if with_obj_frame else 0
     if len(parts) not in (n_head + 1, n_head + 2):
         raise CliError(f"malformed --point {spec!r}: expected {fmt}")
-    obj = _int_field(parts[0], "--point", spec, 1, 255) if with_obj_frame else None
-    frame = _int_field(parts[1], "--point", spec, 0) if with_obj_frame else None
+    obj = _int_field(parts[0], "--point", spec, "object id", 1, 255) if with_obj_frame else None
+    frame = _int_field(parts[1], "--point", spec, "frame", 0) if with_obj_frame else None
     x, y = _numbers(parts[n_head], 2, "--point", spec)
     label = 1
     if len(parts) == n_head + 2:
@@ -198,8 +199,8 @@ def parse_box(spec: str, with_obj_frame: bool) -> Tuple[Optional[int], Optional[
     parts = spec.split(":")
     if len(parts) != (3 if with_obj_frame else 1):
         raise CliError(f"malformed --box {spec!r}: expected {fmt}")
-    obj = _int_field(parts[0], "--box", spec, 1, 255) if with_obj_frame else None
-    frame = _int_field(parts[1], "--box", spec, 0) if with_obj_frame else None
+    obj = _int_field(parts[0], "--box", spec, "object id", 1, 255) if with_obj_frame else None
+    frame = _int_field(parts[1], "--box", spec, "frame", 0) if with_obj_frame else None
     box = tuple(_numbers(parts[-1], 4, "--box", spec))
     check_boxes(box, name=f"--box {spec!r}")  # NaN/inf, X1 >= X0, Y1 >= Y0 (sam2_fast.prompts)
     return obj, frame, box
@@ -364,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert a checkpoint .pt <-> .safetensors (keys unchanged)")
     c.add_argument("src", metavar="IN")
     c.add_argument("dst", metavar="OUT")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
     k = sub.add_parser("checkpoint", help="write an official-format checkpoint with random weights",
                        formatter_class=fmt,
@@ -376,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("config", metavar="CONFIG", help="sam2_hiera_tiny ... sam2.1_hiera_large")
     k.add_argument("out", metavar="OUT", help=".pt (official {'model': sd}) or .safetensors")
     k.add_argument("--seed", type=_nonneg_int, default=0)
+    k.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT (refused without it: it could be a real checkpoint)")
     _add_batch_parser(sub)
 
     t = sub.add_parser("tune", help="measure the kernels on this GPU; write a runtime profile",
@@ -983,18 +987,22 @@ def cmd_info(args) -> int:
                 _print_plan([(k, v) for k, v in rec.items()])
             return 0
     info = inspect_checkpoint(path)
+    problem = variant = version = name = None
     try:
         cfg = info.detect_config()
         variant, version, name = cfg.variant, cfg.version, cfg.name
+        info.check(cfg)  # would it load? (shapes only)
     except CheckpointError as e:
-        variant = version = name = None
-        _warn(str(e))
+        problem = str(e)
+        _warn(problem)
     numel = sum(int(np.prod(s)) for s, _ in info.shapes.values())
     dtypes = sorted({d for _, d in info.shapes.values()})
     rec = {"path": str(info.path), "format": info.format, "bytes": info.num_bytes,
            "config": name, "variant": variant, "version": version, "parameters": numel,
            "tensors": len(info.shapes), "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
-           "random_weights": info.random_weights}
+           "random_weights": info.random_weights, "loadable": problem is None}
+    if problem is not None:
+        rec["problem"] = problem
     if info.random_weights:
         rec["seed"] = info.meta.get("seed")
     if args.json:
@@ -1014,7 +1022,7 @@ def cmd_convert(args) -> int:
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise CliError("IN and OUT are the same file")
     info = inspect_checkpoint(src)
-    _check_output_file(dst, "OUT")
+    _check_output_file(dst, "OUT", args.overwrite)
     sd = load_state_dict(src)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -1037,7 +1045,7 @@ def cmd_checkpoint(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise CliError(f"unknown checkpoint format {out.name!r}: use .pt or .safetensors")
-    _check_output_file(out, "OUT")
+    _check_output_file(out, "OUT", args.overwrite)
     with torch.device("cpu"):
         model = Sam2Model(cfg, backend="torch")
     randomize_(model, seed=args.seed)
@@ -1210,6 +1218,13 @@ def cmd_batch(args) -> int:
     manifest = Path(args.manifest)
     if not manifest.is_file():
         raise CliError(f"manifest not found: {manifest}")
+    try:
+        with open(manifest, encoding="utf-8", errors="replace") as f:
+            empty = not any(line.strip() for line in f)
+    except OSError as e:
+        raise CliError(f"cannot read manifest {manifest}: {e.strerror or e}") from None
+    if empty:
+        _warn(f"{manifest} has no lines: there is no video to run")
     if args.dry:
         default = batch.resolve_model(model, Path.cwd()) if model else None
         try:

@@ -49,6 +49,8 @@ def _numeric(x, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
     try:
+        if np.asarray(x).dtype.kind in "USO":  # numpy would parse "1" as 1.0: text is not a number
+            raise TypeError(f"{np.asarray(x).dtype.name} values")
         arr = np.array(x, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must be a numeric array-like, got {type(x).__name__}: {e}") from None
@@ -64,6 +66,8 @@ def _labels(x, name: str) -> np.ndarray:
         x = x.detach().cpu().numpy()
     try:
         arr = np.array(x, copy=True)
+        if arr.dtype.kind in "USO":  # numpy would parse "1" as 1: text is not a label
+            raise TypeError(f"{arr.dtype.name} values")
         as_float = arr.astype(np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must be integers in {VALID_LABELS}, got {type(x).__name__}: {e}") from None
@@ -216,15 +220,17 @@ def clip_boxes(boxes: np.ndarray, frame_size: Tuple[float, float], name: str = "
 
 
 def command_line_rules(points: Sequence[Sequence[float]], labels: Sequence[int],
-                       boxes: Sequence[Sequence[float]], frame_size: Tuple[int, int], where: str = ""
-                       ) -> Tuple[list, list]:
+                       boxes: Sequence[Sequence[float]], frame_size: Tuple[int, int], where: str = "",
+                       names: Tuple[str, str] = ("--point", "--box")) -> Tuple[list, list]:
     """The command line's policy once the frame size is known (``sam2-fast image``/``video``;
     also right for other file-driven jobs): strict for clicks (:func:`check_points` with
     ``strict=True``), boxes crossing the border clipped (:func:`clip_boxes`).
 
     Args:
         points: [(x, y), ...] pixels; labels: their labels; boxes: [(x0, y0, x1, y1), ...].
-        frame_size: (H, W) pixels; where: appended to ``--point``/``--box`` in messages.
+        frame_size: (H, W) pixels; where: appended to the names in messages.
+        names: what the points and the boxes are called in messages (the options by default;
+            a manifest's ``points`` / ``box``).
 
     Returns:
         (boxes as used, the boxes as given where they were clipped, else None), as tuples.
@@ -234,11 +240,11 @@ def command_line_rules(points: Sequence[Sequence[float]], labels: Sequence[int],
     """
     if len(points):
         check_points(np.asarray(points, dtype=np.float64), np.asarray(labels), frame_size=frame_size,
-                     strict=True, points_name=f"--point{where}")
+                     strict=True, points_name=f"{names[0]}{where}")
     used, given = [], []
     if len(boxes):
-        b = check_boxes(np.asarray(boxes, dtype=np.float64), many=True, name=f"--box{where}")
-        clipped, changed = clip_boxes(b.astype(np.float64), frame_size, f"--box{where}")
+        b = check_boxes(np.asarray(boxes, dtype=np.float64), many=True, name=f"{names[1]}{where}")
+        clipped, changed = clip_boxes(b.astype(np.float64), frame_size, f"{names[1]}{where}")
         for orig, c, ch in zip(boxes, clipped, changed):
             used.append(tuple(float(v) for v in c) if ch else tuple(orig))
             given.append(tuple(orig) if ch else None)
@@ -352,14 +358,18 @@ def check_mask(mask, sizes: Sequence[Tuple[int, int]], name: str = "mask") -> to
     """The rule for a mask prompt (video ``add_new_mask``, a stream's ``"mask"``).
 
     Args:
-        mask: (H, W) bool or numeric (nonzero = object) array-like or tensor (any device).
+        mask: (H, W) bool or integer (nonzero = object) or float 0/1 array-like or tensor (any
+            device). Float masks with other values are refused: the official casts arrays to
+            bool (nonzero = object) but passes float tensors on as they are (thresholded at 0.5
+            only when resized), so probabilities or logits would mean different things.
         sizes: the accepted (H, W): the video size and the model input size (S, S).
 
     Returns:
         (H, W) bool tensor on the mask's device (CPU for arrays).
 
     Raises:
-        ValueError: not 2-D, another size, NaN/inf, non-numeric. Names ``name``.
+        ValueError: not 2-D, another size, NaN/inf, float values other than 0/1, non-numeric.
+            Names ``name``.
     """
     if isinstance(mask, torch.Tensor):
         m = mask.detach()
@@ -378,12 +388,45 @@ def check_mask(mask, sizes: Sequence[Tuple[int, int]], name: str = "mask") -> to
         if not (m.dtype.is_floating_point or m.dtype in (torch.uint8, torch.int8, torch.int16,
                                                          torch.int32, torch.int64)):
             raise ValueError(f"{name} must be bool or numeric, got {m.dtype}")
-        if m.dtype.is_floating_point and not torch.isfinite(m).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
+        if m.dtype.is_floating_point:
+            if not torch.isfinite(m).all():
+                raise ValueError(f"{name} contains NaN or infinite values")
+            if not ((m == 0) | (m == 1)).all():
+                lo, hi = m.min().item(), m.max().item()
+                raise ValueError(f"{name} is a float mask with values in [{lo:g}, {hi:g}], not 0/1: "
+                                 f"threshold it first (probabilities: {name} > 0.5, logits: "
+                                 f"{name} > 0)")
     return m.bool()
 
 
 _STREAM_KEYS = ("points", "labels", "box", "mask", "frame_idx")
+
+
+def check_obj_id(obj_id, name: str = "obj_id"):
+    """The rule for a Python API object id (video predictor, stream): any hashable scalar, as
+    the official, except None and booleans (``True == 1`` would silently join object 1);
+    numpy integers become ints, so ``np.int64(1)`` and ``1`` are one object. (The command
+    line and batch manifests take 1..255, the palette indices.) Returns the id.
+
+    Raises:
+        ValueError: None, a bool, a tensor/array, an unhashable value. Names ``name``.
+    """
+    if obj_id is None or isinstance(obj_id, (bool, np.bool_, torch.Tensor, np.ndarray)):
+        raise ValueError(f"{name} must be a hashable scalar id such as an int or a str, got {obj_id!r}")
+    try:
+        hash(obj_id)
+    except TypeError:
+        raise ValueError(f"{name} must be a hashable scalar id such as an int or a str, got "
+                         f"{type(obj_id).__name__} {obj_id!r}") from None
+    return int(obj_id) if isinstance(obj_id, np.integer) else obj_id
+
+
+def check_flag(value, name: str) -> bool:
+    """A True/False argument (numpy bools too). Raises ValueError naming ``name`` for anything
+    else: a truthy string such as ``"no"`` is not read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def stream_prompt(obj_id, prompt, frame_size: Tuple[int, int], model_size: int):
@@ -421,6 +464,6 @@ def stream_prompt(obj_id, prompt, frame_size: Tuple[int, int], model_size: int):
     return "points", coords, labels
 
 
-__all__ = ["VALID_LABELS", "ImagePrompts", "check_boxes", "check_inside", "check_mask",
-           "check_points", "clip_boxes", "command_line_rules", "image_prompts", "stream_prompt",
+__all__ = ["VALID_LABELS", "ImagePrompts", "check_boxes", "check_flag", "check_obj_id", "check_inside",
+           "check_mask", "check_points", "clip_boxes", "command_line_rules", "image_prompts", "stream_prompt",
            "video_points_and_box"]

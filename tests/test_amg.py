@@ -330,6 +330,8 @@ def tiny_model():
     (dict(points_per_side=4, crop_n_layers=2, crop_n_points_downscale_factor=4), "points_per_side"),
     (dict(points_per_batch=0), "points_per_batch"),
     (dict(pred_iou_thresh=float("nan")), "pred_iou_thresh"),
+    (dict(pred_iou_thresh=1.5), r"pred_iou_thresh must be in \[0, 1\]"),
+    (dict(box_nms_thresh=-0.1), r"box_nms_thresh must be in \[0, 1\]"),
     (dict(crop_overlap_ratio=1.5), "crop_overlap_ratio"),
     (dict(min_mask_region_area=-1), "min_mask_region_area"),
     (dict(use_m2m="yes"), "use_m2m"),

@@ -81,6 +81,7 @@ def test_everything_bad_input(ckpt, tmp_path, capsys, monkeypatch):
                          (["--crop-overlap-ratio", "2"], "crop_overlap_ratio"),
                          (["--min-mask-region-area", "-1"], "min_mask_region_area"),
                          (["--pred-iou-thresh", "nan"], "pred_iou_thresh"),
+                         (["--pred-iou-thresh", "1.5"], r"pred_iou_thresh must be in \[0, 1\]"),
                          (["--bogus"], "unrecognized")):
         _assert_bad(capsys, base + extra, match, tmp_path)
     _assert_bad(capsys, ["everything", "missing.jpg", "--checkpoint", str(ckpt), "--out", "o"], "not found",

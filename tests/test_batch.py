@@ -219,12 +219,17 @@ def test_bad_prompt_for_its_size_is_a_failed_video(ckpt, data, tmp_path):
         {"id": "late", "video": str(d / "folder"), "prompts": {"0": {"1": {"points": [[5, 5]]}},
                                                                "9": {"2": {"points": [[5, 5]]}}}},
         {"id": "ok", "video": str(d / "folder"), "prompts": {"3": {"1": {"box": [1, 1, 20, 20]}}}},
+        # palette index 9 is not in the annotation (it holds 0 and 3): not an empty object
+        {"id": "absent", "video": str(d / "folder"), "prompts": {"0": {"7": {"mask": str(d / "ann.png"),
+                                                                             "mask_value": 9}}}},
     ])
     out = tmp_path / "out"
-    assert _run_local(ckpt, m, out) == 2
+    assert _run_local(ckpt, m, out) == 3
     st = {r["id"]: r for r in _status(out)}
-    assert st["outside"]["error"].startswith("ValueError") and "is outside the" in st["outside"]["error"]
+    assert st["outside"]["error"].startswith("ValueError")
+    assert "points of object 1 on frame 0 (500, 10) is outside the" in st["outside"]["error"]  # no "--point"
     assert "prompt frame 9 is past the end" in st["late"]["error"]
+    assert "no pixel has mask_value 9 (values present: 0, 3)" in st["absent"]["error"]
     assert st["ok"]["status"] == "done" and st["ok"]["frames"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["ok", "status.jsonl", "summary.json"]
 
@@ -366,6 +371,19 @@ def test_manifest_validation_reports_every_bad_line(ckpt, data, tmp_path, capsys
     # no model anywhere: every line says so
     jobs, errors = batch.load_manifest(_lines(tmp_path / "nomodel.jsonl", [rows[0][0]]))
     assert not jobs and "no model" in errors[0].message
+    # dicts in Python: int keys read as their JSON text; values JSON cannot hold are named
+    good = dict(rows[0][0], prompts={0: {1: {"points": [[1, 1]]}}})
+    jobs, errors = batch.load_manifest([good, dict(good, id="arr", max_frames=np.int64(2))],
+                                       default_model=str(ckpt))
+    assert [j.id for j in jobs] == ["good"] and jobs[0].prompts[0][1]["points"] == [[1.0, 1.0]]
+    assert errors[0].line == 2 and "not JSON-serializable" in errors[0].message
+
+
+def test_empty_manifest_is_said(ckpt, tmp_path, capsys):
+    (tmp_path / "empty.jsonl").write_text("\n  \n")
+    assert main(["batch", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "o"),
+                 "--checkpoint", str(ckpt), *SMALL]) == 0
+    assert "has no lines: there is no video to run" in capsys.readouterr().err
 
 
 def test_skip_invalid_runs_the_valid_lines(ckpt, data, tmp_path, capsys):

@@ -74,6 +74,29 @@ def test_checkpoint_info_convert(ckpt, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back.pt", "tiny.safetensors"]
 
 
+@needs_data
+def test_info_says_whether_a_checkpoint_would_load(ckpt, tmp_path, capsys):
+    """A published model with a key missing and one extra: info still describes it but says it
+    would not load and why; a command that loads it names the file in its one-line error."""
+    sd = load_state_dict(ckpt)
+    del sd["no_mem_embed"]
+    sd["bogus.weight"] = torch.ones(2)
+    bad = tmp_path / "damaged.pt"
+    torch.save({"model": sd}, bad)
+    capsys.readouterr()
+    assert main(["info", str(bad), "--json"]) == 0
+    cap = capsys.readouterr()
+    rec = json.loads(cap.out)
+    assert rec["config"] == "sam2.1_hiera_tiny" and rec["loadable"] is False
+    assert rec["problem"] == ("damaged.pt: checkpoint does not match sam2.1_hiera_tiny: missing keys (1): "
+                              "no_mem_embed; unexpected keys (1): bogus.weight")
+    assert rec["problem"] in cap.err
+    assert main(["info", str(ckpt), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loadable"] is True
+    _assert_bad(capsys, ["image", str(IMAGE), "--checkpoint", str(bad), "--point", "10,10", "--out",
+                         str(tmp_path / "o"), *SMALL], "damaged.pt: checkpoint does not match", tmp_path)
+
+
 def test_info_model_name(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SAM2_FAST_CACHE", str(tmp_path))
     assert main(["info", "sam2_hiera_b+", "--json"]) == 0
@@ -329,7 +352,8 @@ def test_video_offline_bad_frame_keeps_written_frames(ckpt, tmp_path, capsys):
     (["--point", "1:0:210"], "malformed --point"),
     (["--point", "x:0:1,2"], "malformed --point"),
     (["--point", "1:0:1,2:7"], "LABEL"),
-    (["--point", "0:0:1,2"], "1..255"),
+    (["--point", "0:0:1,2"], "the object id 0 must be in 1..255"),
+    (["--box", "1:-1:1,2,3,4"], "the frame -1 must be >= 0"),
     (["--box", "1:0:5,5,1"], "malformed --box"),
     (["--box", "1:0:50,50,10,10"], "X1 >= X0"),
     (["--point", "1:0:2000,10"], "outside the 960x540 frame"),
@@ -437,9 +461,20 @@ def test_checkpoint_and_convert_bad_input(ckpt, tmp_path, capsys, monkeypatch):
         (["convert", "missing.pt", "x.safetensors"], "not found"),
         (["info", "missing.pt"], "not found"),
         ([], "required"),
+        # an existing OUT (it could be a real checkpoint) is replaced only with --overwrite
+        (["checkpoint", "--random", "sam2.1_hiera_tiny", "real.pt"], "exists: pass --overwrite"),
+        (["convert", str(ckpt), "real.pt"], "exists: pass --overwrite"),
     ]
+    (tmp_path / "real.pt").write_bytes(b"precious")
     for argv, match in cases:
         _assert_bad(capsys, argv, match, tmp_path)
+    assert (tmp_path / "real.pt").read_bytes() == b"precious"
+    assert main(["convert", str(ckpt), "real.pt", "--overwrite"]) == 0
+    assert main(["convert", "real.pt", "copy.safetensors"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("real.pt", "copy.safetensors"):  # plain files, as the umask says
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 # ============================================================================ hub

@@ -74,10 +74,12 @@ def test_rules_unit():
     prompts.check_points([[-5, 2]], [-1], frame_size=(10, 10), strict=True)  # padding is not a click
     with pytest.raises(ValueError, match="box .* is outside"):
         prompts.check_boxes([0, 0, 11, 5], frame_size=(10, 10), strict=True)
-    for bad, match in [([[np.inf, 1]], "NaN or infinite"), ([[1, 2, 3]], r"\(N, 2\)"), ("ab", "numeric")]:
+    for bad, match in [([[np.inf, 1]], "NaN or infinite"), ([[1, 2, 3]], r"\(N, 2\)"), ("ab", "numeric"),
+                       ([["1", "2"]], "numeric .*str")]:  # numpy would parse the text
         with pytest.raises(ValueError, match=match):
             prompts.check_points(bad, [1])
-    for bad, match in [([1.5], "integers"), ([4], r"must be in \(-1, 0, 1, 2, 3\)"), ([True], "integers")]:
+    for bad, match in [([1.5], "integers"), ([4], r"must be in \(-1, 0, 1, 2, 3\)"), ([True], "integers"),
+                       (["1"], "integers .*str")]:
         with pytest.raises(ValueError, match=match):
             prompts.check_points([[1, 2]], bad)
     assert prompts.check_boxes(np.zeros((0, 4)), many=True).shape == (0, 4)
@@ -186,7 +188,11 @@ def test_video_prompt_rules(pair, frames):
         with pytest.raises(ValueError, match=match):
             pred.add_new_points_or_box(st, 1, 3, **kw)
     for mask, match in [(np.full((H, W), np.nan), "mask contains NaN"), (np.ones((H + 1, W)), "mask has size"),
-                        (np.ones((2, H, W)), "2-D")]:
+                        (np.ones((2, H, W)), "2-D"),
+                        # probabilities / logits: the official would read a float tensor and an
+                        # array differently, so neither is guessed
+                        (torch.full((H, W), 0.3), r"values in \[0.3, 0.3\], not 0/1"),
+                        (np.where(np.eye(H, W) > 0, 5.0, -5.0), r"threshold it first .*logits")]:
         with pytest.raises(ValueError, match=match):
             pred.add_new_mask(st, 1, 3, mask)
     assert st["obj_ids"] == [1, 2]  # the failed calls registered nothing

@@ -189,6 +189,8 @@ def test_bad_inputs_leave_state_usable(tiny_ckpt, video6):
         pred.remove_object(st, 7, strict=True)
     with pytest.raises(ValueError, match="frame_idx=100 is out of range"):
         pred.clear_all_prompts_in_frame(st, 100, 1)
+    with pytest.raises(ValueError, match=r"obj_id 77 is not tracked \(objects: \[1\]\)"):
+        pred.clear_all_prompts_in_frame(st, 0, 77)  # the official would add a phantom object
     assert st["obj_ids"] == [1]
     assert [o[0] for o in pred.propagate_in_video(st, start_frame_idx=2)] == [2, 3, 4, 5]
 

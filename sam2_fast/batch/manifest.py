@@ -255,7 +255,11 @@ def load_manifest(manifest: Union[PathLike, Iterable[Union[dict, str]]], *,
                 errors.append(ManifestError(n, f"not valid JSON: {e}"))
                 continue
         else:
-            obj = raw
+            try:  # a dict as its JSON text would read: int keys ({0: ...}) become "0"
+                obj = json.loads(json.dumps(raw, allow_nan=False))
+            except (TypeError, ValueError) as e:
+                errors.append(ManifestError(n, f"not JSON-serializable: {e}"))
+                continue
         if not isinstance(obj, dict):
             errors.append(ManifestError(n, f"must be a JSON object, got {type(obj).__name__}"))
             continue

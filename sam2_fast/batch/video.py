@@ -205,14 +205,23 @@ def _commit(staging: Path, final: Path) -> bool:
 
 def _load_mask(path: str, value: Optional[int]) -> np.ndarray:
     """A mask prompt image -> (H, W) bool: pixels == value, or non-zero (palette index /
-    grey level; RGB converted to grey). Raises OSError for an unreadable image."""
+    grey level; RGB converted to grey). Raises OSError for an unreadable image, ValueError for
+    a multi-channel array or a ``value`` that no pixel has (a wrong palette index would
+    otherwise prompt an empty object)."""
     from PIL import Image
 
     with Image.open(path) as im:
         arr = np.array(im if im.mode in ("P", "L", "1", "I", "I;16") else im.convert("L"))
     if arr.ndim != 2:
         raise ValueError(f"mask {path} is not a single-channel image (shape {arr.shape})")
-    return arr == value if value is not None else arr != 0
+    if value is None:
+        return arr != 0
+    m = arr == value
+    if not m.any():
+        present = np.unique(arr)
+        shown = ", ".join(str(int(v)) for v in present[:12]) + (", ..." if len(present) > 12 else "")
+        raise ValueError(f"mask {path}: no pixel has mask_value {value} (values present: {shown})")
+    return m
 
 
 def _engine_prompts(frame_prompts: Dict[int, dict], frame_idx: int, frame_hw: Tuple[int, int],
@@ -229,7 +238,8 @@ def _engine_prompts(frame_prompts: Dict[int, dict], frame_idx: int, frame_hw: Tu
             q["mask"] = _load_mask(p["mask"], p.get("mask_value"))
         where = f" of object {oid} on frame {frame_idx}"
         used, given = command_line_rules(p.get("points", []), p.get("labels", []),
-                                         [p["box"]] if "box" in p else [], frame_hw, where)
+                                         [p["box"]] if "box" in p else [], frame_hw, where,
+                                         names=("points", "box"))
         if "points" in p:
             q["points"] = np.asarray(p["points"], dtype=np.float32)
             q["labels"] = np.asarray(p["labels"], dtype=np.int32)

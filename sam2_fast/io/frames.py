@@ -235,7 +235,8 @@ def load_video_frames(video: VideoSource, image_size: int,
     Args:
         video: a folder of frames named by number (``00000.jpg`` ...; .jpg/.jpeg/.png), a
             video file (.mp4 and other containers PyAV/FFmpeg decode), or a sequence of
-            (H, W, 3) uint8 RGB arrays (numpy or CPU tensors), all the same size.
+            (H, W, 3) uint8 RGB arrays (numpy or tensors; also one (T, H, W, 3) array or
+            tensor), all the same size.
         image_size: the model's input side S (pixels).
         device: a CUDA device: frames are decoded on the CPU, copied asynchronously and resized
             and normalized on the GPU (:func:`resize_frame_tensor`: within one uint8 level of
@@ -268,7 +269,7 @@ def load_video_frames(video: VideoSource, image_size: int,
         raise ValueError(f"video path {str(p)!r} does not exist")
     if isinstance(video, (list, tuple)):
         return _load_array_list(video, image_size, resize)
-    if isinstance(video, np.ndarray) and video.ndim == 4:
+    if isinstance(video, (np.ndarray, torch.Tensor)) and video.ndim == 4:
         return _load_array_list(list(video), image_size, resize)
     raise ValueError(
         "video must be a frame folder, a video file path, or a list of HxWx3 uint8 arrays; "

@@ -116,6 +116,9 @@ def check_generator_args(points_per_side: Optional[int] = 32, points_per_batch: 
                     ("stability_score_offset", stability_score_offset), ("mask_threshold", mask_threshold),
                     ("box_nms_thresh", box_nms_thresh), ("crop_nms_thresh", crop_nms_thresh)):
         out[name] = _finite(name, v)
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
+        if not 0 <= out[name] <= 1:  # scores and IoUs lie in [0, 1]: outside, nothing or everything passes
+            raise ValueError(f"{name} must be in [0, 1], got {out[name]!r}")
     out["crop_overlap_ratio"] = _finite("crop_overlap_ratio", crop_overlap_ratio)
     if not 0 <= out["crop_overlap_ratio"] < 1:
         raise ValueError(f"crop_overlap_ratio must be in [0, 1), got {crop_overlap_ratio!r}")

@@ -18,8 +18,16 @@ import numpy as np
 import torch
 
 from ..model.sam2_model import Sam2Model
-from ..prompts import VALID_LABELS, image_prompts  # noqa: F401 - VALID_LABELS re-exported
+from ..prompts import VALID_LABELS, check_flag, image_prompts  # noqa: F401 - VALID_LABELS re-exported
 from .transforms import as_rgb_uint8, postprocess_masks, preprocess_image
+
+
+def _check_flags(multimask_output, return_logits, normalize_coords) -> None:
+    """ValueError unless the three switches of ``predict`` are True/False (a string such as
+    ``"no"`` would otherwise read as True)."""
+    for name, v in (("multimask_output", multimask_output), ("return_logits", return_logits),
+                    ("normalize_coords", normalize_coords)):
+        check_flag(v, name)
 
 
 class PredictorStateError(RuntimeError, ValueError):
@@ -237,6 +245,7 @@ class Sam2ImagePredictor:
             raise PredictorStateError("An image must be set with .set_image(...) before mask prediction.")
         if self._is_batch:
             raise PredictorStateError("a batch of images is set; use predict_batch(...)")
+        _check_flags(multimask_output, return_logits, normalize_coords)
         mask_t, coords, labels, box_t, empty = self._prep_prompts(point_coords, point_labels, box, mask_input,
                                                                   normalize_coords, 0)
         if empty:
@@ -255,6 +264,7 @@ class Sam2ImagePredictor:
         ValueError for lists of the wrong length or a malformed prompt."""
         if not self._is_image_set or not self._is_batch:
             raise PredictorStateError("a batch of images must be set with .set_image_batch(...) first")
+        _check_flags(multimask_output, return_logits, normalize_coords)
         n = len(self._orig_hw)
         for name, lst in (("point_coords_batch", point_coords_batch), ("point_labels_batch", point_labels_batch),
                           ("box_batch", box_batch), ("mask_input_batch", mask_input_batch)):

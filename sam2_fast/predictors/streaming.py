@@ -46,6 +46,7 @@ from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
 from ..io import av_errors
 from ..io.frames import _normalize, _preprocess_pil, resize_frame_tensor
 from ..model.sam2_model import Sam2Model
+from ..prompts import check_obj_id
 from ..engine.core import FrameFeatures, StepOutput, TrackingCore
 from ..engine.memory_bank import MemoryEntry, MemoryReadPlan, MemoryStore
 
@@ -275,6 +276,8 @@ def _parse_prompt(obj_id, p: dict, state: Sam2VideoState, S: int, h: int, w: int
 
     kind, *val = stream_prompt(obj_id, p, (h, w), S)
     fi = p.get("frame_idx")
+    if fi is not None and (isinstance(fi, bool) or not isinstance(fi, (int, np.integer))):
+        raise ValueError(f"prompt for obj_id {obj_id!r}: frame_idx must be an int, got {fi!r}")
     if fi is not None and fi != state.frame_idx:
         when = "already passed" if fi < state.frame_idx else "not arrived yet"
         raise ValueError(f"prompt for obj_id {obj_id!r} targets frame {fi}, which has {when}; "
@@ -355,6 +358,9 @@ class StreamingTracker:
     def prepare(self, state: Sam2VideoState, frame, prompts: Optional[Dict[Any, dict]]):
         """Validate a frame and its prompts without touching the state; returns
         (image (1, 3, S, S), h, w, parsed prompts). Raises ValueError (see ``step``)."""
+        if not isinstance(state, Sam2VideoState):
+            raise ValueError(f"state must be a Sam2VideoState from Sam2.new_video_state(), got "
+                             f"{type(state).__name__}")
         m = self.model
         S = m.image_size
         img, h, w = preprocess_frame(frame, S, m.device, m.dtype)
@@ -364,8 +370,14 @@ class StreamingTracker:
                              "feeding them (the stream never resizes silently)")
         if prompts is not None and not isinstance(prompts, dict):
             raise ValueError("prompts must be a dict {obj_id: {points, labels, box, mask}}")
-        parsed = {oid: _parse_prompt(oid, p, state, S, h, w, m.device) for oid, p in (prompts or {}).items()}
+        parsed = {}
+        for oid, p in (prompts or {}).items():
+            oid = check_obj_id(oid, "a prompt's obj_id (its key)")
+            parsed[oid] = _parse_prompt(oid, p, state, S, h, w, m.device)
         if not state.obj_ids and not parsed:
+            if state.frame_idx > 0:
+                raise ValueError(f"the stream has no objects left at frame {state.frame_idx} (all "
+                                 "were removed): give prompts for at least one object")
             raise ValueError("the first frame of a stream needs prompts (points, a box or a mask) "
                              "for at least one object")
         return img, h, w, parsed
@@ -386,7 +398,7 @@ class StreamingTracker:
         if len(states) != len(frames) or (prompts is not None and len(prompts) != len(states)):
             raise ValueError("states, frames and prompts must have the same length")
         if len({id(s) for s in states}) != len(states):
-            raise ValueError("each stream can appear only once per step_many call")
+            raise ValueError("each stream (state) can appear only once per call")
         preps = [self.prepare(s, f, None if prompts is None else prompts[i])
                  for i, (s, f) in enumerate(zip(states, frames))]
         bo = self.core.encode_image(torch.cat([p[0] for p in preps]))

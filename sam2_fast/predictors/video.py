@@ -235,9 +235,10 @@ class Sam2VideoPredictor:
         return int(frame_idx)
 
     @staticmethod
-    def _check_obj_id(obj_id) -> None:
-        if obj_id is None or isinstance(obj_id, (list, dict, set, torch.Tensor, np.ndarray)):
-            raise ValueError(f"obj_id must be a hashable scalar id (e.g. an int), got {obj_id!r}")
+    def _check_obj_id(obj_id):
+        from sam2_fast.prompts import check_obj_id
+
+        return check_obj_id(obj_id)
 
     # ------------------------------------------------------------------ prompts
     @torch.inference_mode()
@@ -268,7 +269,7 @@ class Sam2VideoPredictor:
                 :mod:`sam2_fast.prompts`; coordinates outside the frame are accepted).
         """
         frame_idx = self._check_frame_idx(inference_state, frame_idx)
-        self._check_obj_id(obj_id)
+        obj_id = self._check_obj_id(obj_id)
         from sam2_fast.prompts import video_points_and_box  # the one set of prompt rules
 
         pts, lbs = video_points_and_box(points, labels, box, clear_old_points=clear_old_points)
@@ -319,18 +320,21 @@ class Sam2VideoPredictor:
         Args:
             frame_idx: frame index in [0, num_frames).
             obj_id: client object id.
-            mask: (H, W) bool/0-1 array or tensor at the video resolution (video_height,
-                video_width) or at the model's (image_size, image_size); resized to the model
-                size with antialiased bilinear and thresholded at 0.5 like the official.
+            mask: (H, W) bool, integer (nonzero = object) or float 0/1 array or tensor at the
+                video resolution (video_height, video_width) or at the model's (image_size,
+                image_size); resized to the model size with antialiased bilinear and
+                thresholded at 0.5 like the official. Float masks with other values
+                (probabilities, logits) are refused (:func:`sam2_fast.prompts.check_mask`).
 
         Returns:
             (frame_idx, obj_ids, video_res_masks (num_objects, 1, H, W) float32 logits).
 
         Raises:
-            ValueError: frame out of range, a mask that is not 2-D or of another size.
+            ValueError: frame out of range, a mask that is not 2-D or of another size, a float
+                mask that is not 0/1.
         """
         frame_idx = self._check_frame_idx(inference_state, frame_idx)
-        self._check_obj_id(obj_id)
+        obj_id = self._check_obj_id(obj_id)
         from sam2_fast.prompts import check_mask  # the one set of prompt rules
 
         vh, vw = inference_state["video_height"], inference_state["video_width"]
@@ -476,14 +480,19 @@ class Sam2VideoPredictor:
 
         Raises:
             RuntimeError: no prompts yet (raised at the first ``next()``).
-            ValueError: ``start_frame_idx`` out of range or a negative
-                ``max_frame_num_to_track``.
+            ValueError: ``start_frame_idx`` out of range, ``max_frame_num_to_track`` not an
+                int >= 0, ``reverse`` not a bool.
         """
         if start_frame_idx is not None:
             start_frame_idx = self._check_frame_idx(inference_state, start_frame_idx,
                                                     "start_frame_idx")
-        if max_frame_num_to_track is not None and max_frame_num_to_track < 0:
-            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        if max_frame_num_to_track is not None and (
+                isinstance(max_frame_num_to_track, bool) or not isinstance(max_frame_num_to_track, (int, np.integer))
+                or max_frame_num_to_track < 0):
+            raise ValueError(f"max_frame_num_to_track must be an int >= 0 or None, got {max_frame_num_to_track!r}")
+        from sam2_fast.prompts import check_flag
+
+        reverse = check_flag(reverse, "reverse")
         self.propagate_in_video_preflight(inference_state)
         obj_ids = inference_state["obj_ids"]
         num_frames = inference_state["num_frames"]
@@ -558,10 +567,14 @@ class Sam2VideoPredictor:
             (frame_idx, obj_ids, video_res_masks) when ``need_output``, else None.
 
         Raises:
-            ValueError: frame out of range.
+            ValueError: frame out of range; an ``obj_id`` that is not tracked (the official
+                would register it as a new object without prompts, and the next propagation
+                would then fail).
         """
         frame_idx = self._check_frame_idx(inference_state, frame_idx)
-        self._check_obj_id(obj_id)
+        obj_id = self._check_obj_id(obj_id)
+        if obj_id not in inference_state["obj_id_to_idx"]:
+            raise ValueError(f"obj_id {obj_id!r} is not tracked (objects: {inference_state['obj_ids']})")
         obj_idx = self._obj_id_to_idx(inference_state, obj_id)
         inference_state["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
         inference_state["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
