@@ -163,6 +163,58 @@ def test_image_predictor_end_to_end(pair):
 
 
 @torch.no_grad()
+def test_image_predictor_hole_and_sprinkle_removal(pair):
+    """max_hole_area / max_sprinkle_area as the official SAM2ImagePredictor runs them with its
+    CUDA extension (given the reference connected components here): the same binary masks,
+    the decoder's low-res logits untouched; and exactly the reference maths on our own logits."""
+    from official import install_connected_components_reference, reference_connected_components
+
+    official, ours_model, size = pair
+    if size != SMALL or "tiny" not in ours_model.config.name:
+        pytest.skip("checked on the tiny configs at the small size")
+    install_torchvision_shim()
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    image = _load_image("groceries.jpg")
+    h, w = image.shape[:2]
+    kw = dict(point_coords=np.array([[0.4 * w, 0.5 * h], [0.7 * w, 0.3 * h]]), point_labels=np.array([1, 0]))
+    plain = sam2_fast.Sam2ImagePredictor(ours_model)
+    plain.set_image(image)
+    raw, _, low_raw = plain.predict(**kw, return_logits=True)
+    restore = install_connected_components_reference()
+    try:
+        for hole, sprinkle, thr in ((4, 0, 0.0), (0, 6, 0.0), (8, 8, 0.5)):
+            ref = SAM2ImagePredictor(official, mask_threshold=thr, max_hole_area=hole, max_sprinkle_area=sprinkle)
+            fs = size // 16
+            ref._bb_feat_sizes = [(4 * fs, 4 * fs), (2 * fs, 2 * fs), (fs, fs)]
+            ours = sam2_fast.Sam2ImagePredictor(ours_model, mask_threshold=thr, max_hole_area=hole,
+                                                max_sprinkle_area=sprinkle)
+            ref.set_image(image)
+            ours.set_image(image)
+            m, _, low = ours.predict(**kw)
+            rm, _, rlow = ref.predict(**kw)
+            assert np.mean(m != rm) < MASK_FLIP_FRACTION, (hole, sprinkle)
+            assert np.array_equal(low, low_raw)  # the returned low-res logits are the decoder's
+            # exact: the reference components on our own low-res logits, then the upsampling
+            x = torch.from_numpy(low_raw)[:, None]
+            want = x.clone()
+            if hole:
+                labels, areas = reference_connected_components(x <= thr)
+                want = torch.where((labels > 0) & (areas <= hole), thr + 10.0, want)
+            if sprinkle:
+                labels, areas = reference_connected_components(x > thr)
+                want = torch.where((labels > 0) & (areas <= sprinkle), thr - 10.0, want)
+            want = torch.nn.functional.interpolate(want, (h, w), mode="bilinear", align_corners=False)[:, 0]
+            got = ours.predict(**kw, return_logits=True)[0]
+            assert np.array_equal(got, want.numpy()), (hole, sprinkle)
+            assert not np.array_equal(got, raw), "the test image should have small regions to change"
+    finally:
+        restore()
+    with pytest.raises(ValueError, match="max_hole_area must be a finite number >= 0"):
+        sam2_fast.Sam2ImagePredictor(ours_model, max_hole_area=-1)
+
+
+@torch.no_grad()
 def test_image_predictor_batch(pair):
     official, ours_model, size = pair
     if size != SMALL or "tiny" not in ours_model.config.name:

@@ -41,19 +41,53 @@ class Sam2ImagePredictor:
     Args:
         model: the SAM 2 model (any dtype/device; inputs follow it).
         mask_threshold: logit threshold for binary masks (0.0).
-        max_hole_area, max_sprinkle_area: accepted for signature compatibility; only 0 (the
-            official default: no post-processing) is supported, anything else raises ValueError.
+        max_hole_area, max_sprinkle_area: the official post-processing of the low-resolution
+            masks (``SAM2Transforms.postprocess_masks``) before they are upsampled: background
+            components (score <= ``mask_threshold``, 8-connected) of at most ``max_hole_area``
+            low-resolution pixels become foreground (threshold + 10), foreground components of
+            at most ``max_sprinkle_area`` become background (threshold - 10), both found on
+            the decoder's masks; 0 (default) = off. Exact on any device, without host
+            synchronisation (:func:`sam2_fast.engine.postprocess.small_components`); the
+            official needs its CUDA extension and skips the step with a warning without it.
+            The returned low-resolution logits are the decoder's, as the official.
+
+    Raises:
+        ValueError: a negative or non-finite area or threshold.
     """
 
     def __init__(self, model: Sam2Model, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
                  max_sprinkle_area: float = 0.0, **kwargs) -> None:
-        if max_hole_area or max_sprinkle_area:
-            raise ValueError("max_hole_area / max_sprinkle_area post-processing is not supported; use 0")
+        for name, v in (("mask_threshold", mask_threshold), ("max_hole_area", max_hole_area),
+                        ("max_sprinkle_area", max_sprinkle_area)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or (name != "mask_threshold" and v < 0):
+                raise ValueError(f"{name} must be a finite number{' >= 0' if name != 'mask_threshold' else ''}, "
+                                 f"got {v!r}")
         self.model = model
         self.mask_threshold = float(mask_threshold)
+        self.max_hole_area = float(max_hole_area)
+        self.max_sprinkle_area = float(max_sprinkle_area)
         fs = model.config.feat_size
         self._bb_feat_sizes = [(4 * fs, 4 * fs), (2 * fs, 2 * fs), (fs, fs)]
         self.reset_predictor()
+
+    def _fill_small_regions(self, low_res: torch.Tensor) -> torch.Tensor:
+        """``max_hole_area`` / ``max_sprinkle_area`` on (B, C, h, w) low-res logits (official
+        ``SAM2Transforms.postprocess_masks``); float32 out."""
+        masks = low_res.float()
+        hole, sprinkle = int(self.max_hole_area), int(self.max_sprinkle_area)  # areas are whole pixels
+        if hole < 1 and sprinkle < 1:
+            return masks
+        from sam2_fast.engine.postprocess import small_components
+
+        t = self.mask_threshold
+        flat = masks.flatten(0, 1).unsqueeze(1)
+        out = masks
+        if hole >= 1:
+            out = torch.where(small_components(flat <= t, hole).reshape_as(masks), t + 10.0, out)
+        if sprinkle >= 1:
+            out = torch.where(small_components(flat > t, sprinkle).reshape_as(masks), t - 10.0, out)
+        return out
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "Sam2ImagePredictor":
@@ -203,7 +237,7 @@ class Sam2ImagePredictor:
             image_pe=m.sam_prompt_encoder.get_dense_pe().to(m.dtype),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
             multimask_output=multimask_output, repeat_image=batched, high_res_features=high_res)
-        masks = postprocess_masks(low_res, self._orig_hw[img_idx])
+        masks = postprocess_masks(self._fill_small_regions(low_res), self._orig_hw[img_idx])
         low_res = torch.clamp(low_res.float(), -32.0, 32.0)
         if not return_logits:
             masks = masks > self.mask_threshold
