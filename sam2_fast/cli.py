@@ -955,9 +955,11 @@ def cmd_image(args) -> int:
         save_json(staging.path("result.json"), result)
         staging.commit()
     if not args.quiet:
-        o = result["objects"][0]
-        print(f"{len(files)} mask(s) -> {out_dir} (IoU {', '.join(f'{v:.3f}' for v in o['iou_predictions'])}; "
-              f"object score {o['object_score_logit']:.3f})")
+        objs = result["objects"]
+        each = "; ".join((f"object {i}: " if len(objs) > 1 else "")
+                         + f"IoU {', '.join(f'{v:.3f}' for v in o['iou_predictions'])}, "
+                         f"object score {o['object_score_logit']:.3f}" for i, o in enumerate(objs))
+        print(f"{len(files)} mask(s) -> {out_dir} ({each})")
     return 0
 
 

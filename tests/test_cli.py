@@ -424,13 +424,16 @@ def test_image_multimask(ckpt, tmp_path, capsys):
 
 
 @needs_data
-def test_image_two_boxes(ckpt, tmp_path):
+def test_image_two_boxes(ckpt, tmp_path, capsys):
     out = tmp_path / "img"
     assert main(["image", str(IMAGE), "--checkpoint", str(ckpt), "--box", "10,10,300,300",
-                 "--box", "400,200,700,500", "--out", str(out), *SMALL]) == 0
+                 "--box", "400,200,700,500", "--out", str(out), "--image-size", "64"]) == 0
     assert _entries(out) == ["mask_0_0.png", "mask_1_0.png", "overlay.png", "result.json"]
     res = json.loads((out / "result.json").read_text())
     assert len(res["objects"]) == 2
+    said = capsys.readouterr().out  # each object's numbers, not only the first one's
+    for i, o in enumerate(res["objects"]):
+        assert f"object {i}: IoU {o['iou_predictions'][0]:.3f}, object score {o['object_score_logit']:.3f}" in said
 
 
 @needs_data
