@@ -106,6 +106,8 @@ def test_track_prompts_are_never_dropped(model, frames):
 
 
 def test_image_predictor_switches(model, frames):
+    with pytest.raises(ValueError, match="unknown argument.*max_hole_aera"):
+        Sam2ImagePredictor(model, max_hole_aera=10)
     pred = Sam2ImagePredictor(model)
     pred.set_image(frames[0])
     with pytest.raises(ValueError, match="multimask_output must be True or False, got 'no'"):

@@ -52,11 +52,13 @@ class Sam2ImagePredictor:
             The returned low-resolution logits are the decoder's, as the official.
 
     Raises:
-        ValueError: a negative or non-finite area or threshold.
+        ValueError: a negative or non-finite area or threshold, an unknown keyword argument.
     """
 
     def __init__(self, model: Sam2Model, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
                  max_sprinkle_area: float = 0.0, **kwargs) -> None:
+        if kwargs:  # the official swallows them; a misspelt argument would then do nothing
+            raise ValueError(f"unknown argument(s) of Sam2ImagePredictor: {', '.join(sorted(kwargs))}")
         for name, v in (("mask_threshold", mask_threshold), ("max_hole_area", max_hole_area),
                         ("max_sprinkle_area", max_sprinkle_area)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
