@@ -242,7 +242,8 @@ class Sam2:
         anns = sorted(gen.generate(image), key=lambda a: -a["area"])[:max_objects]
         if not anns:
             raise ValueError("the automatic mask generator kept no mask on the first frame (lower its "
-                             "pred_iou_thresh / stability_score_thresh)")
+                             "pred_iou_thresh / stability_score_thresh: mask_generator= here, --amg "
+                             "on the command line, \"amg\" in a batch manifest line)")
         yield self.predict_video_frame(state, first, {i + 1: {"mask": a["segmentation"]} for i, a in enumerate(anns)})
         for frame in frames:
             yield self.predict_video_frame(state, frame)

@@ -281,24 +281,26 @@ def test_shards_split_the_ids(ckpt, data, local_run, tmp_path):
 
 
 # ============================================================================ "auto" prompts
-def test_auto_prompts(ckpt, data, tmp_path, monkeypatch):
+def test_auto_prompts(ckpt, data, tmp_path):
+    """"auto" with the line's generator settings (random weights: keep every candidate of a
+    small grid); with the defaults the same random model keeps no mask, and that video fails
+    with the way out named."""
     assert batch.auto_prompts_supported()
-    from sam2_fast.predictors import automatic_mask_generator as amg_mod
-
-    real = amg_mod.Sam2AutomaticMaskGenerator.__init__
-
-    def keep_all(self, model, **kw):  # random weights: keep every candidate of a small grid
-        kw.update(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
-        real(self, model, **kw)
-
-    monkeypatch.setattr(amg_mod.Sam2AutomaticMaskGenerator, "__init__", keep_all)
     d, _ = data
-    m = _lines(tmp_path / "m.jsonl", [{"id": "auto", "video": str(d / "clip.mp4"), "prompts": "auto",
-                                       "max_objects": 3, "max_frames": 2}])
+    keep_all = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    m = _lines(tmp_path / "m.jsonl", [
+        {"id": "auto", "video": str(d / "clip.mp4"), "prompts": "auto", "max_objects": 3, "max_frames": 2,
+         "amg": keep_all},
+        {"id": "strict", "video": str(d / "clip.mp4"), "prompts": "auto", "max_frames": 1,
+         "amg": {"points_per_side": 2, "pred_iou_thresh": 1.0}}])
     out = tmp_path / "out"
-    assert _run_local(ckpt, m, out) == 0, [r.get("error") for r in _status(out)]
+    assert _run_local(ckpt, m, out) == 1
+    st = {r["id"]: r for r in _status(out)}
+    assert st["auto"]["status"] == "done", st["auto"].get("error")
+    assert "kept no mask" in st["strict"]["error"] and '"amg" in a batch manifest line' in st["strict"]["error"]
     run = json.loads((out / "auto" / "run.json").read_text())
     assert run["prompts"] == "auto" and run["max_objects"] == 3 and run["num_frames_written"] == 2
+    assert run["amg"] == keep_all
     assert sorted(p.name for p in (out / "auto").glob("*.png")) == ["00000.png", "00001.png"]
     for png in (out / "auto").glob("*.png"):
         mask, _ = load_palette_png(png)
@@ -346,8 +348,15 @@ def _bad_lines(d: Path):
           "max_frames": 5}, "outside the tracked frames 0..4"),
         ({"id": "f21", "video": v, "prompts": ok, "model": "sam3_hiera_huge"}, "neither a checkpoint file"),
         ('{"id": "f22", "video": "v", "prompts": {"0": {"1": {"points": [[NaN, 1]]}}}}', "NaN is not valid JSON"),
-        ({"id": "f23", "video": v, "prompts": ok, "max_objects": 3}, 'goes with prompts "auto" only'),
+        ({"id": "f23", "video": v, "prompts": ok, "max_objects": 3}, '/max_objects: goes with prompts "auto" only'),
         ({"id": "f24", "video": v, "prompts": ok, "max_frames": "3"}, '"3" is not of type "integer"'),
+        ({"id": "f26", "video": v, "prompts": ok, "amg": {"pred_iou_thresh": 0.1}},
+         '/amg: goes with prompts "auto" only'),
+        ({"id": "f27", "video": v, "prompts": "auto", "amg": {"pred_iou_tresh": 0.1}}, "pred_iou_tresh"),
+        ({"id": "f28", "video": v, "prompts": "auto", "amg": {"pred_iou_thresh": 1.5}}, "1.5 is greater than"),
+        ({"id": "f29", "video": v, "prompts": "auto",
+          "amg": {"points_per_side": 4, "crop_n_layers": 2, "crop_n_points_downscale_factor": 4}},
+         "/amg: points_per_side=4"),
     ]
     if not batch.auto_prompts_supported():
         rows.append(({"id": "f25", "video": v, "prompts": "auto"}, 'needs Sam2.track(prompts="auto")'))

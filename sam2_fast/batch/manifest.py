@@ -36,6 +36,8 @@ class VideoJob:
         image_size: model input side (pixels) for this video; None = the batch's.
         max_frames: track at most this many frames from the first prompted one; None = all.
         max_objects: with ``"auto"``: at most this many objects; None = the engine's default.
+        amg: with ``"auto"``: the automatic mask generator's keyword arguments (checked); None =
+            its defaults.
     """
 
     line: int
@@ -46,6 +48,7 @@ class VideoJob:
     image_size: Optional[int] = None
     max_frames: Optional[int] = None
     max_objects: Optional[int] = None
+    amg: Optional[Dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,9 @@ def _schema_message(err) -> str:
     if kind == "Pattern" and path == ["id"]:
         return (f"/id: {inst!r} must be letters, digits, '_', '-', '.', not starting with '.' or "
                 f"'-', at most 200 characters")
-    if "dependentSchemas" in spath:
-        return "/max_objects: goes with prompts \"auto\" only"
+    if "dependentSchemas" in spath:  # the key whose schema failed follows in the schema path
+        key = spath[spath.index("dependentSchemas") + 1]
+        return f"/{key}: goes with prompts \"auto\" only"
     return f"{_where(path)}: {err.message}" if path else err.message
 
 
@@ -207,8 +211,16 @@ def _check_line(obj: dict, base: Path, default_model: Optional[str]) -> VideoJob
     elif default_model is None:
         raise ValueError("no model: give the batch a model (--checkpoint / --model) or the line a "
                          "\"model\"")
+    amg = obj.get("amg")
+    if amg is not None:
+        from ..predictors.automatic_mask_generator import check_generator_args
+
+        try:
+            check_generator_args(**amg)  # ranges the schema cannot say (grids, OpenCV present)
+        except ValueError as e:
+            raise ValueError(f"/amg: {e}") from None
     return VideoJob(0, obj["id"], video, prompts, model, obj.get("image_size"),
-                    obj.get("max_frames"), obj.get("max_objects"))
+                    obj.get("max_frames"), obj.get("max_objects"), amg)
 
 
 def load_manifest(manifest: Union[PathLike, Iterable[Union[dict, str]]], *,

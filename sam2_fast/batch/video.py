@@ -367,6 +367,10 @@ def _track(job: VideoJob, lm: _LoadedModel, staging: Path, opts: OutputOptions,
     try:
         if auto:
             kw = {} if job.max_objects is None else {"max_objects": job.max_objects}
+            if job.amg:
+                from ..predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
+
+                kw["mask_generator"] = Sam2AutomaticMaskGenerator(sam.model, **job.amg)
             for pred in sam.track(tap, prompts="auto", state=state, **kw):
                 writer.write(tap.count - 1, tap.last, pred)
                 if on_frame is not None:
@@ -430,7 +434,7 @@ def process_video(job: VideoJob, model: _LoadedModel, out: PathLike, opts: Outpu
                "num_frames_written": writer.frames, "format": opts.format,
                "overlay": "overlay.mp4" if opts.overlay else None,
                "prompts": _prompt_records(job), "max_frames": job.max_frames,
-               "max_objects": job.max_objects,
+               "max_objects": job.max_objects, "amg": job.amg,
                "wall_s": round(time.perf_counter() - t0, 3), "tracking_s": round(track_s, 3),
                "frames_per_s": round(writer.frames / track_s, 3) if track_s > 0 else None,
                "worker": res.worker}
