@@ -58,6 +58,9 @@ def test_video_predictor_rules(model, frames):
         pred.add_new_mask(st, 0, None, np.ones((H, W), bool))
     _, ids, _ = pred.add_new_points_or_box(st, 1, np.int64(1), points=[[22, 22]], labels=[1])
     assert ids == [1] and type(ids[0]) is int
+    with pytest.raises(ValueError, match="got True"):
+        pred.remove_object(st, True)
+    assert st["obj_ids"] == [1]
     for kw, match in ((dict(max_frame_num_to_track=2.5), "max_frame_num_to_track must be an int"),
                       (dict(max_frame_num_to_track="3"), "max_frame_num_to_track must be an int"),
                       (dict(max_frame_num_to_track=-1), "max_frame_num_to_track must be an int >= 0"),
@@ -80,7 +83,9 @@ def test_stream_rules(model, frames):
     assert st.frame_idx == 0 and not st.obj_ids  # the refused calls changed nothing
     out = sam.predict_video_frame(st, frames[0], {np.int64(1): CLICK})
     assert list(out.obj_ids) == [1]
-    sam.remove_object(st, 1)
+    with pytest.raises(ValueError, match="got True"):
+        sam.remove_object(st, True)
+    sam.remove_object(st, np.int64(1))
     with pytest.raises(ValueError, match="no objects left at frame 1 .*removed"):
         sam.predict_video_frame(st, frames[1])
 

@@ -233,7 +233,8 @@ class Sam2VideoState:
 
     def remove_object(self, obj_id) -> None:
         """Stop tracking ``obj_id`` (its id cannot be reused in this stream).
-        Raises ValueError for an unknown id."""
+        Raises ValueError for an unknown id (or one that is not an id: True would be 1)."""
+        obj_id = check_obj_id(obj_id)
         g = self._group_of(obj_id)
         if g is None:
             raise ValueError(f"unknown obj_id {obj_id!r}; tracked: {self.obj_ids}")

@@ -602,7 +602,9 @@ class Sam2VideoPredictor:
 
         Raises:
             RuntimeError: ``strict`` and the id does not exist (message lists the ids).
+            ValueError: not an id (None, a bool: ``True`` would remove object 1).
         """
+        obj_id = self._check_obj_id(obj_id)
         old_idx = inference_state["obj_id_to_idx"].get(obj_id)
         updated: List[Tuple[int, torch.Tensor]] = []
         if old_idx is None:
