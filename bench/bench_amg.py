@@ -79,7 +79,10 @@ def load_images(args) -> Dict[str, np.ndarray]:
         HERE.parent / ".device")
     for name in [n for n in args.images.split(",") if n]:
         path = Path(name) if Path(name).is_file() else data / "images" / name
-        if not path.is_file():  # no data on this machine: a synthetic image (never zeros)
+        if not path.is_file():  # no data on this machine: a synthetic image (never zeros), dry runs only
+            if not args.dry:
+                raise SystemExit(f"image {name} not found (looked in {data / 'images'}; --data-dir "
+                                 "names the folder holding images/); synthetic images are for --dry only")
             rng = np.random.default_rng(len(out))
             out[name + " (synthetic)"] = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
             continue
@@ -134,6 +137,8 @@ def main(argv=None) -> int:
         args.device, args.size, args.image_size, args.points_per_side = "cpu", "tiny", 128, 4
         args.runs, args.max_side = 1, 256
         args.images = args.images.split(",")[0]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU here (--device cpu or auto runs the CPU variant)")
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if args.device == "auto" else args.device))
     cuda = dev.type == "cuda"

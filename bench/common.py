@@ -206,11 +206,23 @@ class Budget:
 
 
 def pick_device(name: Optional[str], dry: bool) -> torch.device:
+    """The benchmark's device: ``name`` when given, the CPU for a dry run, else CUDA.
+
+    Raises:
+        SystemExit: CUDA asked for (or implied by a full run) on a machine without it: a full
+            run times the 1024 px shapes, which on a CPU takes hours and measures nothing the
+            benchmark is for; ``--dry`` (tiny shapes) or an explicit ``--device cpu`` run there.
+    """
     if name:
-        return torch.device(name)
-    if dry or not torch.cuda.is_available():
+        dev = torch.device(name)
+    elif dry:
         return torch.device("cpu")
-    return torch.device("cuda")
+    else:
+        dev = torch.device("cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: --dry runs tiny shapes on the CPU; --device cpu times the "
+                         "full shapes on the CPU (slow)")
+    return dev
 
 
 def parse_list(text: str, cast=str) -> List:

@@ -2,7 +2,7 @@
 # The GPU check of sam2_fast: one script for a CUDA machine (see bench/README.md).
 #
 #   bash bench/gpu_check.sh          # on a CUDA machine; results under $OUT
-#   bash bench/gpu_check.sh --dry    # on the CPU, tiny shapes, a few minutes (tests/test_bench_dry.py)
+#   bash bench/gpu_check.sh --dry    # on the CPU, tiny shapes, about 1-2 minutes (tests/test_bench_dry.py)
 #
 # Steps, each under a hard time cap (timeout) so that the whole check ends within TOTAL_CAP:
 #   0. install wheels carried in .device/wheels (official sam2 + its pure-Python deps), if any
@@ -73,7 +73,11 @@ if [ -z "$FRAMES" ]; then
     if [ -d "$d" ]; then FRAMES=$d; break; fi
   done
 fi
-if [ -z "$FRAMES" ]; then  # no data: synthetic random frames (never zeros), dry runs only
+if [ -z "$FRAMES" ] && [ $DRY = 0 ]; then
+  log "ERROR: no bedroom frames (.device/bedroom, ../shared/data/bedroom): set FRAMES=/path/to/frames"
+  exit 2
+fi
+if [ -z "$FRAMES" ]; then  # a dry run without data: synthetic random frames (never zeros)
   FRAMES=$(mktemp -d /tmp/gpu_check_frames.XXXXXX)
   "$PY" - "$FRAMES" <<'EOF'
 import sys, numpy as np
@@ -86,7 +90,8 @@ EOF
 fi
 
 # ---- 1. versions -------------------------------------------------------------------------------
-log "dry=$DRY out=$OUT frames=$FRAMES caps: total=${TOTAL_CAP}s pytest=${PYTEST_GPU_CAP}+${PYTEST_KERNEL_CAP}s tune=${TUNE_CAP}s kernels=${KERNELS_CAP}s compile_budget=${COMPILE_BUDGET}s compile_sizes='$COMPILE_SIZES' compile_cap=$COMPILE_CAP compile_timeout=${COMPILE_TIMEOUT}s"
+log "dry=$DRY out=$OUT frames=$FRAMES python=$PY steps=$STEPS caps: total=${TOTAL_CAP}s pytest=${PYTEST_GPU_CAP}+${PYTEST_KERNEL_CAP}s tune=${TUNE_CAP}s kernels=${KERNELS_CAP}s amg=${AMG_CAP:-default}s compile_budget=${COMPILE_BUDGET}s compile_sizes='$COMPILE_SIZES' compile_cap=$COMPILE_CAP compile_timeout=${COMPILE_TIMEOUT}s"
+log "plan: tune_variants=$TUNE_VARIANTS vos_sizes=$VOS_SIZES image_sizes=$IMAGE_SIZES multi_sizes=$MULTI_SIZES multi_frames=$MULTI_FRAMES profile_run='$PROFILE_RUN' vos_warmup=$VOS_WARMUP vos_runs=$VOS_RUNS amg_runs=${AMG_RUNS:-3}"
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.draw,temperature.gpu \
     --format=csv 2>&1 | tee -a "$OUT/check.log"
@@ -105,6 +110,10 @@ gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 print(f"python {platform.python_version()} torch {torch.__version__} (cuda {torch.version.cuda}) "
       f"triton {tv} sam2 {sv} gpu {gpu}")
 EOF
+if [ $DRY = 0 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  log "ERROR: no CUDA GPU here: bash bench/gpu_check.sh --dry runs the scripts on the CPU (tiny shapes)"
+  exit 2
+fi
 
 run_capped() {  # run_capped CAP LOGFILE CMD...  -> rc (124 = capped)
   local cap=$1 logf=$2; shift 2
@@ -135,7 +144,7 @@ fi
 
 # ---- 3. the runtime profile of this GPU --------------------------------------------------------
 if has tune; then
-  log "sam2-fast tune (cap ${TUNE_CAP}s; variants $TUNE_VARIANTS) -> $OUT/profile.toml"
+  log "sam2-fast tune (cap ${TUNE_CAP}s$( [ $DRY = 0 ] && echo "; variants $TUNE_VARIANTS")) -> $OUT/profile.toml"
   if [ $DRY = 1 ]; then
     run_capped "$TUNE_CAP" "$OUT/check.log" env TRITON_INTERPRET=1 "$PY" -m sam2_fast tune --dry \
       --out "$OUT/profile.toml"
@@ -143,8 +152,13 @@ if has tune; then
     run_capped "$TUNE_CAP" "$OUT/check.log" "$PY" -m sam2_fast tune --out "$OUT/profile.toml" \
       --variants "$TUNE_VARIANTS" --time-budget $((TUNE_CAP - 20))
   fi
-  rc=$?; n=$(grep -cE '^impl = "(triton|rotate)' "$OUT/profile.toml" 2>/dev/null || true)
-  log "tune rc=$rc (${n:-no profile}; non-torch entries: ${n:-0})"
+  rc=$?
+  if [ -f "$OUT/profile.toml" ]; then
+    n=$(grep -cE '^impl = "(triton|rotate)' "$OUT/profile.toml" || true)
+    log "tune rc=$rc (profile written; entries that are not torch: ${n:-0})"
+  else
+    log "tune rc=$rc (no profile written)"
+  fi
 fi
 
 # ---- 4. kernel benchmark -----------------------------------------------------------------------
@@ -178,8 +192,8 @@ VARGS=(--frames-dir "$FRAMES" --json "$OUT/vos.json" --time-budget $VOS_BUDGET
        --runs "$VOS_RUNS" --warmup "$VOS_WARMUP" --profile-run "$PROFILE_RUN")
 [ -f "$OUT/profile.toml" ] && VARGS+=(--profile "$OUT/profile.toml")
 if [ $DRY = 1 ]; then VARGS+=(--dry); else VARGS+=(--sizes "$VOS_SIZES" --image-sizes "$IMAGE_SIZES"); fi
-log "bench_vos (cap ${VOS_CAP}s; no new task after ${VOS_BUDGET}s; sam2_fast with the built-in table and with $( [ -f "$OUT/profile.toml" ] && echo "the tuned profile" || echo "no tuned profile (none written)"); vos_optimized for '$COMPILE_SIZES')"
 if has vos; then
+  log "bench_vos (cap ${VOS_CAP}s; no new task after ${VOS_BUDGET}s; sam2_fast with the built-in table and with $( [ -f "$OUT/profile.toml" ] && echo "the tuned profile" || echo "no tuned profile (none written)"); vos_optimized for '$COMPILE_SIZES')"
   run_capped "$VOS_CAP" "$OUT/vos.log" "$PY" bench/bench_vos.py "${VARGS[@]}"
   rc=$?; log "bench_vos rc=$rc"
 fi

@@ -240,7 +240,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     g.add_argument("--backend", choices=("auto", "triton", "torch"), default="auto",
-                   help="kernel backend (auto: Triton on CUDA, torch elsewhere; triton needs CUDA)")
+                   help="kernel backend (auto: on CUDA, Triton per op where this GPU's kernel "
+                        "profile or the built-in table measured it faster than torch, else torch; "
+                        "torch off CUDA; triton: every kernel, needs CUDA; $SAM2_FAST_BACKEND "
+                        "overrides auto)")
     g.add_argument("--image-size", type=_image_size_arg, metavar="N",
                    help="model input side in pixels, a multiple of 32 (default 1024; 512 is about "
                         "4x faster on a CPU, with coarser masks)")
@@ -249,12 +252,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar / summary")
 
 
-def _add_output_args(p: argparse.ArgumentParser, out_help: str) -> None:
+def _add_output_args(p: argparse.ArgumentParser, out_help: str, overlay: bool = False) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="DIR", help=out_help)
     g.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out folder (and --overlay file) in one step; "
-                        "without it an existing non-empty --out is refused")
+                   help="replace an existing --out folder" + (" (and --overlay file)" if overlay else "")
+                        + " in one step; without it an existing non-empty --out is refused")
     g.add_argument("--raw-orientation", action="store_true",
                    help="keep the stored pixel orientation: ignore the EXIF orientation of images "
                         "and frames (and the rotation of video files); by default they are turned "
@@ -317,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--box", action="append", default=[], metavar="OBJ:FRAME:X0,Y0,X1,Y1",
                     help="box around object OBJ on frame FRAME (pixels; clipped to the frame); "
                          "repeatable")
-    _add_output_args(v, "output folder for the masks")
+    _add_output_args(v, "output folder for the masks", overlay=True)
     v.add_argument("--format", choices=("png", "rle", "both"), default="png",
                    help="png: palette PNG per frame (default); rle: COCO-RLE JSON per frame; both")
     v.add_argument("--overlay", metavar="OUT.mp4",
@@ -354,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="box in pixels (clipped to the image); several boxes (without points) "
                          "segment several objects")
     im.add_argument("--multimask", action="store_true", help="3 candidate masks per object")
-    _add_output_args(im, "output folder")
+    _add_output_args(im, "output folder: mask PNGs, overlay.png, result.json")
     _add_model_args(im)
 
     i = sub.add_parser("info", help="describe a checkpoint (variant, version, parameters, dtype)")
@@ -450,7 +453,11 @@ def _backend(args) -> str:
     dev = _device(args)
     try:
         resolved = resolve_backend(args.backend, torch.device(dev))
+    except ValueError as e:  # SAM2_FAST_BACKEND set to something else
+        raise CliError(str(e)) from None
     except RuntimeError as e:
+        if "SAM2_FAST_BACKEND" in str(e):
+            raise CliError(f"{e}; unset SAM2_FAST_BACKEND or set it to auto or torch") from None
         raise CliError(f"--backend {args.backend}: {e}; use --backend auto or torch") from None
     if resolved == "triton" and args.backend == "auto":
         # auto on CUDA picks per op and shape (sam2_fast.kernels.profile)
@@ -1215,8 +1222,8 @@ def cmd_batch(args) -> int:
         raise CliError(f"checkpoint not found: {args.checkpoint}")
     if args.model:
         model = hub.canonical_name(args.model)
-    if args.device == "cuda" and args.ray is None:
-        _device(args)
+    if args.ray is None:  # local: the device and backend are this machine's (Ray: the workers')
+        _backend(args)  # CliError for --device cuda without CUDA, --backend triton that cannot run
     manifest = Path(args.manifest)
     if not manifest.is_file():
         raise CliError(f"manifest not found: {manifest}")
@@ -1299,8 +1306,8 @@ def _add_everything_parser(sub) -> None:
                                    "(official SAM2AutomaticMaskGenerator arguments and defaults): "
                                    "masks.json (the generator's records, COCO RLE), overlay.png and "
                                    "result.json.")
-    e.add_argument("image", metavar="IMAGE")
-    e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("image", metavar="IMAGE", help="an image file (any format Pillow reads)")
+    _add_output_args(e, "output folder: masks.json (COCO RLE records), overlay.png, result.json")
     g = e.add_argument_group("mask generator")
     for flag, _, typ, default, hlp in _AMG_FLAGS:
         g.add_argument(flag, type=typ, default=default, metavar="N" if typ is int else "X",
@@ -1316,16 +1323,20 @@ def _amg_kwargs(args) -> Dict[str, object]:
     return kw
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
+def _read_rgb(path: Path, apply_exif: bool = True) -> Tuple[np.ndarray, int]:
+    """(RGB uint8 image turned upright by its EXIF orientation unless told not to, the EXIF
+    orientation found), as ``sam2-fast image`` reads it. CliError for a folder, a missing or
+    unreadable file."""
+    from .io.images import load_image
 
+    if path.is_dir():
+        raise CliError(f"IMAGE {path} is a folder: `{PROG} everything` takes one image file")
     if not path.is_file():
         raise CliError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise CliError(f"cannot read image {path}: {e}") from None
+        return load_image(path, apply_exif=apply_exif)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def _index_mask_of(anns: Sequence[dict], hw: Tuple[int, int]) -> np.ndarray:
@@ -1347,12 +1358,14 @@ def cmd_everything(args) -> int:
 
     kwargs = _amg_kwargs(args)
     check_generator_args(**kwargs)  # ValueError naming the argument, before anything is loaded
+    backend = _backend(args)
+    out_dir = Path(args.out)
+    _check_out_dir(args, out_dir)
     ckpt = _resolve_checkpoint(args)
     path = Path(args.image)
-    image = _read_rgb(path)
+    image, orientation = _read_rgb(path, apply_exif=not args.raw_orientation)
     h, w = image.shape[:2]
     cfg, info = _model_plan(args, ckpt)
-    out_dir = Path(args.out)
     if args.dry:
         from .predictors.amg import crop_boxes
 
@@ -1368,7 +1381,7 @@ def cmd_everything(args) -> int:
                                        + (", + m2m" if kwargs["use_m2m"] else "") + ")"),
                      ("output", f"{out_dir} (masks.json COCO RLE, overlay.png, result.json)")])
         return 0
-    with Staging(out_dir) as staging:
+    with _staging(args, out_dir) as staging:
         random_note = RANDOM_WEIGHTS_NOTE if info is not None and info.random_weights else None
         if random_note:
             _warn(f"{ckpt} holds random weights: the masks are meaningless")
@@ -1391,7 +1404,9 @@ def cmd_everything(args) -> int:
         result = {
             "command": "everything", "image": str(path), "checkpoint": str(ckpt), "config": cfg.name,
             "image_size": cfg.image_size, "device": str(model.device), "dtype": args.dtype,
+            "backend": backend, "backend_requested": args.backend,
             "random_weights": bool(random_note), "height": h, "width": w,
+            "orientation": "raw" if args.raw_orientation else "applied", "exif_orientation": orientation,
             "generator": {k: v for k, v in kwargs.items() if k != "output_mode"},
             "num_masks": len(anns), "masks": "masks.json", "overlay": "overlay.png",
             "wall_s": round(wall, 3),

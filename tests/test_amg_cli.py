@@ -58,6 +58,35 @@ def test_everything(ckpt, tmp_path, capsys):
     res = json.loads((out / "result.json").read_text())
     assert res["command"] == "everything" and res["num_masks"] == 27 and res["random_weights"]
     assert res["generator"]["points_per_side"] == 3 and res["generator"]["box_nms_thresh"] == 1.0
+    assert res["backend"] == "torch" and res["backend_requested"] == "auto"
+    assert res["orientation"] == "applied" and res["exif_orientation"] == 1
+    # an existing --out: refused, then replaced with --overwrite
+    argv = ["everything", str(IMAGE), "--checkpoint", str(ckpt), "--out", str(out), "--points-per-side", "2",
+            *KEEP_ALL, "--image-size", "64", "--quiet"]
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+    assert json.loads((out / "result.json").read_text())["num_masks"] == 12
+
+
+@needs_data
+def test_everything_turns_images_upright_as_image_does(ckpt, tmp_path):
+    """A photo whose EXIF orientation says "rotate 90": masks in the upright frame, as
+    `sam2-fast image` (and a viewer) shows it; --raw-orientation keeps the stored pixels."""
+    src = Image.open(IMAGE)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "rotated.jpg"
+    src.save(photo, exif=exif)
+    w, h = src.size
+    for extra, shown, orient in (([], (h, w), "applied"), (["--raw-orientation"], (w, h), "raw")):
+        out = tmp_path / f"out_{orient}"  # shown: (width, height) of the frame the masks are in
+        assert main(["everything", str(photo), "--checkpoint", str(ckpt), "--out", str(out), "--points-per-side",
+                     "2", *KEEP_ALL, "--image-size", "64", "--quiet", *extra]) == 0
+        res = json.loads((out / "result.json").read_text())
+        assert (res["width"], res["height"]) == shown
+        assert res["orientation"] == orient and res["exif_orientation"] == 6
+        with Image.open(out / "overlay.png") as im:
+            assert im.size == shown
 
 
 @needs_data
@@ -81,10 +110,16 @@ def test_everything_bad_input(ckpt, tmp_path, capsys, monkeypatch):
                          (["--crop-overlap-ratio", "2"], "crop_overlap_ratio"),
                          (["--min-mask-region-area", "-1"], "min_mask_region_area"),
                          (["--pred-iou-thresh", "nan"], "pred_iou_thresh"),
-                         (["--pred-iou-thresh", "1.5"], r"pred_iou_thresh must be in \[0, 1\]"),
+                         (["--pred-iou-thresh", "1.5"], "pred_iou_thresh must be in [0, 1]"),
                          (["--bogus"], "unrecognized")):
         _assert_bad(capsys, base + extra, match, tmp_path)
+    with monkeypatch.context() as m:  # the suite runs with the interpreter on, which would let it run
+        m.delenv("TRITON_INTERPRET", raising=False)
+        _assert_bad(capsys, base + ["--backend", "triton", "--device", "cpu"], "--backend triton: backend='triton' "
+                    "needs CUDA tensors", tmp_path)
     _assert_bad(capsys, ["everything", "missing.jpg", "--checkpoint", str(ckpt), "--out", "o"], "not found",
+                tmp_path)
+    _assert_bad(capsys, ["everything", str(tmp_path), "--checkpoint", str(ckpt), "--out", "o"], "is a folder",
                 tmp_path)
     _assert_bad(capsys, ["everything", "afile.jpg", "--checkpoint", str(ckpt), "--out", "o"], "cannot read image",
                 tmp_path)

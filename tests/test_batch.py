@@ -425,8 +425,16 @@ def test_cli_dry_and_usage_errors(ckpt, data, tmp_path, capsys, monkeypatch):
     ]:
         assert main(["batch", str(m), "--out", str(out), "--checkpoint", str(ckpt), *argv]) == 2
         assert frag in capsys.readouterr().err
+        assert not out.exists()
     assert main(["batch", str(d / "nope.jsonl"), "--out", str(out), "--checkpoint", str(ckpt)]) == 2
     assert "manifest not found" in capsys.readouterr().err
+    # a backend that cannot run here is said before any video runs (not as every video's failure)
+    with pytest.MonkeyPatch.context() as mp:  # the suite's interpreter would let it run
+        mp.delenv("TRITON_INTERPRET", raising=False)
+        assert main(["batch", str(m), "--out", str(out), "--checkpoint", str(ckpt), "--backend", "triton",
+                     "--device", "cpu"]) == 2
+    assert "--backend triton: backend='triton' needs CUDA tensors" in capsys.readouterr().err
+    assert not out.exists()
     # --ray without Ray installed: one clear line, exit 2
     import importlib.util
 

@@ -453,6 +453,19 @@ def test_image_bad_input(ckpt, tmp_path, capsys, monkeypatch):
         _assert_bad(capsys, argv, match, tmp_path)
 
 
+@needs_data
+def test_backend_from_the_environment_is_named(ckpt, tmp_path, capsys, monkeypatch):
+    """SAM2_FAST_BACKEND overrides --backend auto; when it cannot run, or is not a backend, the
+    message names the variable (not the --backend auto the user gave)."""
+    argv = ["image", str(IMAGE), "--checkpoint", str(ckpt), "--point", "10,10", "--out", str(tmp_path / "o"),
+            "--device", "cpu", *SMALL]
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setenv("SAM2_FAST_BACKEND", "triton")
+    _assert_bad(capsys, argv, "SAM2_FAST_BACKEND=triton needs CUDA tensors", tmp_path)
+    monkeypatch.setenv("SAM2_FAST_BACKEND", "bogus")
+    _assert_bad(capsys, argv, "SAM2_FAST_BACKEND='bogus': must be one of", tmp_path)
+
+
 # ============================================================================ other commands
 def test_checkpoint_and_convert_bad_input(ckpt, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -5,7 +5,10 @@ Every public op in :mod:`sam2_fast.kernels` takes ``backend="auto" | "triton" | 
 * ``"torch"``  -- the pure-torch reference (``<op>_reference``), on any device.
 * ``"triton"`` -- the Triton kernel. Needs CUDA tensors, or CPU tensors with the Triton
   interpreter switched on (``TRITON_INTERPRET=1`` set before triton is imported).
-* ``"auto"``   -- Triton when the inputs are on CUDA and triton imports, else the reference.
+* ``"auto"``   -- off CUDA (or without triton): the reference. On CUDA the model follows, per
+  op and shape bucket, the runtime profile of this GPU (:mod:`sam2_fast.kernels.profile`,
+  written by ``sam2-fast tune``), else the built-in table of measured wins, else torch: a
+  kernel is never picked where it was not measured faster than torch on that GPU.
   The environment variable ``SAM2_FAST_BACKEND`` (``torch`` / ``triton`` / ``auto``) overrides
   ``"auto"`` globally.
 
@@ -59,33 +62,41 @@ def requested_backend(backend: str) -> str:
     argument or the environment variable)."""
     check_backend_name(backend)
     if backend == "auto":
-        backend = check_backend_name(os.environ.get("SAM2_FAST_BACKEND", "auto"))
+        env = os.environ.get("SAM2_FAST_BACKEND", "auto")
+        if env not in BACKENDS:
+            raise ValueError(f"SAM2_FAST_BACKEND={env!r}: must be one of {BACKENDS} (or unset)")
+        backend = env
     return backend
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Resolve ``backend`` for tensors on ``device`` to ``"triton"`` or ``"torch"``.
+    """Resolve ``backend`` for tensors on ``device`` to ``"triton"`` or ``"torch"``: whether
+    Triton kernels may run at all. ``"auto"`` gives ``"triton"`` on CUDA with triton installed;
+    which op then runs Triton is the model's kernel profile's choice (see the module docstring).
 
     Raises:
-        ValueError: unknown backend name.
+        ValueError: unknown backend name (argument or ``SAM2_FAST_BACKEND``).
         RuntimeError: ``"triton"`` requested where it cannot run (no triton, or CPU tensors
-            without ``TRITON_INTERPRET=1``).
+            without ``TRITON_INTERPRET=1``); the message names ``SAM2_FAST_BACKEND`` when the
+            request came from it.
     """
+    from_env = backend == "auto" and os.environ.get("SAM2_FAST_BACKEND", "auto") != "auto"
     backend = requested_backend(backend)
+    who = "SAM2_FAST_BACKEND=triton" if from_env else "backend='triton'"
     if backend == "torch":
         return "torch"
     runnable = triton_available() and (device.type == "cuda" or interpreter_enabled())
     if backend == "triton":
         if not triton_available():
-            raise RuntimeError("backend='triton' requested but triton is not installed")
+            raise RuntimeError(f"{who} requested but triton is not installed")
         if not runnable:
             raise RuntimeError(
-                f"backend='triton' needs CUDA tensors (got {device.type}) or the Triton "
+                f"{who} needs CUDA tensors (got {device.type}) or the Triton "
                 "interpreter (set TRITON_INTERPRET=1 before importing triton)"
             )
         return "triton"
-    # auto: Triton only on CUDA; under the interpreter on CPU 'auto' stays on torch
-    # (the interpreter is for tests, which ask for backend='triton' explicitly).
+    # auto: Triton may run only on CUDA (per op as the profile says); under the interpreter on
+    # the CPU 'auto' stays on torch (the interpreter is for tests, which ask for 'triton').
     return "triton" if (triton_available() and device.type == "cuda") else "torch"
 
 
