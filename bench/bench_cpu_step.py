@@ -6,7 +6,8 @@ Frames 0..7 fill the bank (7 memories); the median wall time of frames 8..19 is 
 state. Two front ends: ``Sam2VideoPredictor.propagate_in_video`` (frames preloaded, so decoding
 is not timed) and ``Sam2.predict_video_frame`` (frames decoded beforehand, same reason).
 
-    python bench/bench_cpu_step.py [--frames 20] [--objects 1] [--threads 2] [--json out.json]
+    python bench/bench_cpu_step.py [--frames-dir DIR] [--frames 20] [--objects 1] [--threads 2]
+                                   [--image-size 512] [--json out.json]
 
 Numbers are only comparable on the same machine, quiet, with the same thread count.
 """
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT.parent / "shared" / "data" / "bedroom"
+DATA = REPO_ROOT.parent / "shared" / "data" / "bedroom"  # the default --frames-dir
 
 
 def _model(image_size: int):
@@ -74,20 +75,27 @@ def bench_stream(model, frames, n_obj: int, warm: int) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--frames", type=int, default=20)
-    ap.add_argument("--objects", type=int, default=1)
-    ap.add_argument("--image-size", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=str, default=None)
+    ap.add_argument("--frames-dir", type=Path, default=DATA,
+                    help=f"folder of JPEG frames (default: {DATA})")
+    ap.add_argument("--frames", type=int, default=20,
+                    help="frames tracked; the first 8 fill the memory bank and are not timed (default 20)")
+    ap.add_argument("--objects", type=int, default=1, help="objects tracked, one click each (default 1)")
+    ap.add_argument("--image-size", type=int, default=512, help="model input side in pixels (default 512)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--json", type=str, default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    paths = sorted(DATA.glob("*.jpg"))[: args.frames]
+    paths = sorted(Path(args.frames_dir).glob("*.jpg"))[: args.frames]
     if len(paths) < args.frames:
-        print(f"need {args.frames} frames in {DATA}", file=sys.stderr)
+        print(f"need {args.frames} frames in {args.frames_dir} (--frames-dir)", file=sys.stderr)
         return 2
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     model = _model(args.image_size)
     warm = model.num_maskmem + 1
+    if args.frames <= warm:
+        print(f"--frames {args.frames}: the first {warm} frames fill the memory bank and are not "
+              f"timed; give at least {warm + 1}", file=sys.stderr)
+        return 2
     rows = {}
     with torch.inference_mode():
         for name, fn in (("offline", bench_offline), ("stream", bench_stream)):

@@ -113,12 +113,21 @@ def print_top(r, table) -> None:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    md = "--markdown" in argv
-    argv = [a for a in argv if a != "--markdown"]
-    k = _load(argv[0]) if argv else None
-    v = _load(argv[1]) if len(argv) > 1 else None
-    prof_path = argv[2] if len(argv) > 2 else None
+    import argparse
+
+    ap = argparse.ArgumentParser(description="The short table of a GPU check from its files.")
+    ap.add_argument("kernels", metavar="KERNELS_JSON", help="bench_kernels.py --json output")
+    ap.add_argument("vos", metavar="VOS_JSON", nargs="?", help="bench_vos.py --json output")
+    ap.add_argument("profile", metavar="PROFILE_TOML", nargs="?", help="sam2-fast tune output")
+    ap.add_argument("--markdown", action="store_true", help="tables as Markdown (for BENCHMARKS.md)")
+    args = ap.parse_args(argv)
+    md = args.markdown
+    missing = [p for p in (args.kernels, args.vos, args.profile) if p and not Path(p).is_file()]
+    for p in missing:  # a check that stopped early leaves some files out: say so, go on
+        print(f"# missing: {p}")
+    k = _load(args.kernels) if args.kernels else None
+    v = _load(args.vos) if args.vos else None
+    prof_path = args.profile
     env = (k or v or {}).get("env", {})
     ceil = (k or v or {}).get("ceilings") or {}
     if isinstance(ceil, str):

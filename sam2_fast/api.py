@@ -93,8 +93,14 @@ class Sam2:
             image: (H, W, 3) uint8 RGB ndarray or PIL RGB image.
             points: (N, 2) x, y in pixels; labels: (N,) 1 foreground / 0 background.
             boxes: (4,) or (B, 4) x0, y0, x1, y1 pixels.
-            mask_input: (1, 4h, 4w) low-res logits from a previous prediction.
+            mask_input: (1, 4h, 4w) low-res logits from a previous prediction (its
+                ``low_res_logits``; 4h = 4w = S / 4, 256 at 1024 px).
             multimask_output: 3 candidate masks instead of 1.
+
+        Returns:
+            :class:`Sam2ImagePrediction`: bool masks (C, H, W) at the image size, IoU
+            predictions (C,), low-res logits (C, S/4, S/4), the object score; a leading B dim
+            for B boxes.
 
         Raises:
             ValueError: malformed image or prompts (the message names the argument).

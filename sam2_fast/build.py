@@ -279,6 +279,9 @@ def build_sam2_video_predictor(config_file: Union[None, str, Sam2Config] = None,
             ``add_all_frames_to_correct_as_cond``, ``memory_dtype``, ``batch_objects``,
             ``cuda_graphs``).
 
+    Returns:
+        a :class:`~sam2_fast.predictors.video.Sam2VideoPredictor` around the built model.
+
     Raises:
         whatever :func:`build_sam2` raises; ValueError/TypeError for bad predictor options.
     """

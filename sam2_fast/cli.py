@@ -246,7 +246,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "overrides auto)")
     g.add_argument("--image-size", type=_image_size_arg, metavar="N",
                    help="model input side in pixels, a multiple of 32 (default 1024; 512 is about "
-                        "4x faster on a CPU, with coarser masks)")
+                        "4-7x faster on a CPU, with coarser masks)")
     g.add_argument("--dry", action="store_true",
                    help="print the resolved config, shapes and device plan, then exit")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar / summary")
@@ -360,14 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_args(im, "output folder: mask PNGs, overlay.png, result.json")
     _add_model_args(im)
 
-    i = sub.add_parser("info", help="describe a checkpoint (variant, version, parameters, dtype)")
+    i = sub.add_parser("info", help="describe a checkpoint (variant, version, parameters, dtype)",
+                       formatter_class=fmt,
+                       epilog=f"examples:\n  {PROG} info sam2.1_hiera_tiny.pt\n  {PROG} info "
+                              f"sam2.1_hiera_tiny --json   # URL and cache state of a published model")
     i.add_argument("checkpoint", metavar="CKPT|NAME",
                    help="a checkpoint file, or a published model name (shows URL and cache state)")
     i.add_argument("--json", action="store_true", help="machine-readable output")
 
-    c = sub.add_parser("convert", help="convert a checkpoint .pt <-> .safetensors (keys unchanged)")
-    c.add_argument("src", metavar="IN")
-    c.add_argument("dst", metavar="OUT")
+    c = sub.add_parser("convert", help="convert a checkpoint .pt <-> .safetensors (keys unchanged)",
+                       formatter_class=fmt,
+                       epilog=f"example:\n  {PROG} convert sam2.1_hiera_tiny.pt sam2.1_hiera_tiny.safetensors")
+    c.add_argument("src", metavar="IN", help="a .pt / .pth or .safetensors checkpoint")
+    c.add_argument("dst", metavar="OUT", help="the file to write; its suffix picks the format")
     c.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
     k = sub.add_parser("checkpoint", help="write an official-format checkpoint with random weights",
@@ -386,11 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_parser(sub)
 
     t = sub.add_parser("tune", help="measure the kernels on this GPU; write a runtime profile",
-                       description="Time every implementation of every kernel op (torch and "
-                                   "Triton tile configs) at the model's shapes on this GPU and "
-                                   "write the winners as a TOML runtime profile, which "
-                                   "build_sam2 reads (backend auto). Needs CUDA (--dry: the "
-                                   "CPU with TRITON_INTERPRET=1, tiny shapes).")
+                       formatter_class=fmt,
+                       epilog=f"examples:\n  {PROG} tune --checkpoint sam2.1_hiera_base_plus.pt   "
+                              f"# writes sam2_fast_profile.toml next to it\n"
+                              f"  {PROG} tune --variants tiny --objects 1 --time-budget 60 --out tiny.toml",
+                       description=_para("Time every implementation of every kernel op (torch and "
+                                         "Triton tile configs) at the model's shapes on this GPU and "
+                                         "write the winners as a TOML runtime profile, which "
+                                         "build_sam2 reads (backend auto). Needs CUDA (--dry: the "
+                                         "CPU with TRITON_INTERPRET=1, tiny shapes)."))
     t.add_argument("--out", metavar="PROFILE.toml",
                    help="where to write (default: sam2_fast_profile.toml next to --checkpoint, "
                         "where build_sam2 finds it, else in the current folder)")
@@ -399,18 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--variants", metavar="LIST",
                    help="comma list of tiny,small,base_plus,large (default: the checkpoint's, "
                         "else all four)")
-    t.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    t.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
+                   help="the model dtype the profile is for (default bfloat16)")
     t.add_argument("--image-size", type=_image_size_arg, default=1024, metavar="N")
     t.add_argument("--objects", default="1,4,16", metavar="LIST",
                    help="object counts for memory attention (default 1,4,16)")
     t.add_argument("--ops", default="rope_attention,windowed_attention,fpn_upsample_add",
-                   metavar="LIST", help="ops to tune (default: all three)")
+                   metavar="LIST", help="ops to tune (default: rope_attention,windowed_attention,"
+                                        "fpn_upsample_add)")
     t.add_argument("--time-budget", type=_pos_float, metavar="S",
                    help="seconds; shapes not started by then are skipped")
     t.add_argument("--json", metavar="ROWS.json", help="also write every measurement as JSON")
     t.add_argument("--dry", action="store_true",
-                   help="CPU + Triton interpreter (TRITON_INTERPRET=1), tiny shapes: checks the "
-                        "plumbing; the profile names no GPU")
+                   help="CPU + the Triton interpreter, tiny shapes: checks the plumbing; the "
+                        "profile names no GPU (set TRITON_INTERPRET=1 in the environment first)")
     t.add_argument("--quiet", "-q", action="store_true", help="no per-candidate lines")
     _add_everything_parser(sub)
     return parser
@@ -1302,10 +1313,14 @@ _AMG_FLAGS = (  # (flag, generator argument, type, default, help)
 
 def _add_everything_parser(sub) -> None:
     e = sub.add_parser("everything", help="segment everything in an image (automatic mask generator)",
-                       description="Segment everything in one image with the automatic mask generator "
-                                   "(official SAM2AutomaticMaskGenerator arguments and defaults): "
-                                   "masks.json (the generator's records, COCO RLE), overlay.png and "
-                                   "result.json.")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"examples:\n  {PROG} everything photo.jpg --model sam2.1_hiera_large --out masks/\n"
+                              f"  {PROG} everything photo.jpg --checkpoint tiny.pt --points-per-side 16 "
+                              f"--pred-iou-thresh 0.7 --out masks/",
+                       description=_para("Segment everything in one image with the automatic mask "
+                                         "generator (official SAM2AutomaticMaskGenerator arguments and "
+                                         "defaults): masks.json (the generator's records, COCO RLE), "
+                                         "overlay.png and result.json."))
     e.add_argument("image", metavar="IMAGE", help="an image file (any format Pillow reads)")
     _add_output_args(e, "output folder: masks.json (COCO RLE records), overlay.png, result.json")
     g = e.add_argument_group("mask generator")

@@ -111,12 +111,13 @@ def preprocess_frame(frame, image_size: int, device: torch.device,
 
 
 def iter_frames(source) -> Iterator[np.ndarray]:
-    """Yield (H, W, 3) uint8 RGB frames from any frame source.
+    """Yield frames from any frame source: (H, W, 3) uint8 RGB arrays, except that the items of
+    an iterable are passed through as they are (arrays, tensors or PIL images, which
+    :meth:`sam2_fast.Sam2.predict_video_frame` accepts and checks).
 
     ``source``: a video file path or URL (``rtsp://``, ``http://``...) decoded with PyAV; an
     open ``av`` container; an int camera index (needs OpenCV, ``pip install opencv-python``);
-    a folder of numbered JPEG/PNG frames; or any iterable of frames (arrays / PIL images) —
-    passed through.
+    a folder of numbered JPEG/PNG frames; or any iterable of frames.
 
     Raises:
         ValueError: an unsupported source or a missing file/folder.

@@ -141,7 +141,9 @@ class Sam2VideoPredictor:
             The image features of frame 0 are computed and cached.
 
         Raises:
-            ValueError: a missing/empty folder, an empty frame list, bad frame arrays.
+            ValueError: a missing/empty folder, an empty frame list, bad frame arrays;
+                :class:`~sam2_fast.io.frames.FrameSizeError` (a ValueError) for a frame of another
+                size than frame 0 (never stretched, where the official would).
             RuntimeError: an unreadable frame or an undecodable video file.
         """
         device = self.device
@@ -250,7 +252,8 @@ class Sam2VideoPredictor:
 
         Args:
             frame_idx: frame index in [0, num_frames).
-            obj_id: client object id (any hashable scalar); a new id creates an object, also
+            obj_id: client object id (any hashable scalar but None and booleans,
+                :func:`sam2_fast.prompts.check_obj_id`); a new id creates an object, also
                 after tracking started.
             points: (N, 2) or (1, N, 2) (x, y) in video pixels (or [0, 1] when
                 ``normalize_coords=False``), array-like/tensor.
@@ -319,7 +322,7 @@ class Sam2VideoPredictor:
 
         Args:
             frame_idx: frame index in [0, num_frames).
-            obj_id: client object id.
+            obj_id: client object id (as :meth:`add_new_points_or_box`).
             mask: (H, W) bool, integer (nonzero = object) or float 0/1 array or tensor at the
                 video resolution (video_height, video_width) or at the model's (image_size,
                 image_size); resized to the model size with antialiased bilinear and
@@ -595,6 +598,12 @@ class Sam2VideoPredictor:
     def remove_object(self, inference_state: dict, obj_id, strict: bool = False,
                       need_output: bool = True):
         """Remove an object (official ``remove_object``).
+
+        Args:
+            obj_id: the object's id.
+            strict: raise for an id that is not tracked (default: return unchanged).
+            need_output: compute the masks of the frames where the object had prompts (the
+                remaining objects', as the official).
 
         Returns:
             (obj_ids, updated_frames): the remaining ids and, when ``need_output``, a list of
