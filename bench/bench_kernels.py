@@ -455,11 +455,13 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype)
     if args.dry and device.type == "cpu":
         args.warmup_ms, args.rep_ms = 0.0, 0.0
-        if "triton" in args.providers:
-            from sam2_fast.kernels import interpreter_enabled
+        from sam2_fast.kernels import interpreter_enabled
 
-            if not interpreter_enabled():
-                args.providers.remove("triton")
+        if not interpreter_enabled():  # no Triton on the CPU without the interpreter
+            dropped = [p for p in ("triton", "triton_cached", "rotate_sdpa") if p in args.providers]
+            args.providers = [p for p in args.providers if p not in dropped]
+            if dropped:
+                print(f"# --dry without TRITON_INTERPRET=1: {', '.join(dropped)} not run", flush=True)
     if "compile" in args.providers:
         import torch._dynamo as dynamo
 
