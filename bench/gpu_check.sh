@@ -200,6 +200,7 @@ fi
 
 # ---- 6. the short table, last ------------------------------------------------------------------
 log "done in $(el)s; files: $(ls "$OUT" | tr '\n' ' ')"
-"$PY" bench/summarize.py "$OUT/kernels.json" "$OUT/vos.json" "$OUT/profile.toml" >"$OUT/summary.txt" 2>&1
+"$PY" bench/summarize.py "$OUT/kernels.json" "$OUT/vos.json" "$OUT/profile.toml" --amg "$OUT/amg.json" \
+  >"$OUT/summary.txt" 2>&1
 tail -n 40 "$OUT/pytest.log" 2>/dev/null | grep -E "FAILED|ERROR|passed|failed" | tail -8
 cat "$OUT/summary.txt"

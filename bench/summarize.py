@@ -3,12 +3,13 @@
 the JSON of ``bench_kernels.py`` and ``bench_vos.py`` and the runtime profile written by
 ``sam2-fast tune``.
 
-usage: python bench/summarize.py KERNELS_JSON VOS_JSON [PROFILE_TOML] [--markdown]
+usage: python bench/summarize.py KERNELS_JSON [VOS_JSON] [PROFILE_TOML] [--amg AMG_JSON] [--markdown]
 
 Sections: kernels (triton / torch / official / compile ms per op family), the tuned profile
 (per op and shape bucket: the implementation chosen, its time and torch's), end to end (FPS of
-the official, of sam2_fast with the built-in table and with the tuned profile), and the top 10
-CUDA kernels (and top CPU ops) of one profiled sam2_fast propagation.
+the official, of sam2_fast with the built-in table and with the tuned profile), the top 10
+CUDA kernels (and top CPU ops) of one profiled sam2_fast propagation, and the automatic mask
+generator against the official (``--amg``).
 """
 
 from __future__ import annotations
@@ -119,10 +120,11 @@ def main(argv=None) -> int:
     ap.add_argument("kernels", metavar="KERNELS_JSON", help="bench_kernels.py --json output")
     ap.add_argument("vos", metavar="VOS_JSON", nargs="?", help="bench_vos.py --json output")
     ap.add_argument("profile", metavar="PROFILE_TOML", nargs="?", help="sam2-fast tune output")
+    ap.add_argument("--amg", metavar="AMG_JSON", help="bench_amg.py --json output (automatic mask generator)")
     ap.add_argument("--markdown", action="store_true", help="tables as Markdown (for BENCHMARKS.md)")
     args = ap.parse_args(argv)
     md = args.markdown
-    missing = [p for p in (args.kernels, args.vos, args.profile) if p and not Path(p).is_file()]
+    missing = [p for p in (args.kernels, args.vos, args.profile, args.amg) if p and not Path(p).is_file()]
     for p in missing:  # a check that stopped early leaves some files out: say so, go on
         print(f"# missing: {p}")
     k = _load(args.kernels) if args.kernels else None
@@ -183,6 +185,20 @@ def main(argv=None) -> int:
             print(f"# vos not run (time budget): {', '.join(v['not_run'])}")
     else:
         print("## end to end: no results")
+    a = _load(args.amg) if args.amg else None
+    if a and a.get("images"):
+        st = a.get("settings", {})
+        print(f"## automatic mask generator ({st.get('size')} {st.get('image_size')} px, "
+              f"points_per_side {st.get('points_per_side')}, sam2_fast {st.get('dtype_fast')}; "
+              f"median s of {st.get('runs')} alternating calls; x_official = official / sam2_fast)")
+        rows = [{"image": name, "hw": "x".join(str(v) for v in r.get("hw", [])),
+                 "s_official": r.get("median_s_official"), "s_fast": r.get("median_s_sam2_fast"),
+                 "x_official": r.get("x_official"), "masks_official": r.get("masks_official"),
+                 "masks_fast": r.get("masks_sam2_fast")} for name, r in a["images"].items()]
+        print(table(rows, ["image", "hw", "s_official", "s_fast", "x_official", "masks_official", "masks_fast"],
+                    {"s_official": ".4g", "s_fast": ".4g", "x_official": ".2f"}))
+    elif args.amg:
+        print("## automatic mask generator: no results")
     return 0
 
 

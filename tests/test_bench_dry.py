@@ -73,7 +73,8 @@ def test_gpu_check_dry(tmp_path):
     prof_row = next(r for r in v["results"] if r["task"] == "profile")
     assert prof_row["top_cpu"] and prof_row["top_cpu"][0]["self_ms"] > 0
     summary = (out / "summary.txt").read_text()
-    for part in ("end to end", "kernels", "tuned profile", "top CPU ops", "# timing: host"):
+    for part in ("end to end", "kernels", "tuned profile", "top CPU ops", "# timing: host",
+                 "automatic mask generator (tiny 128 px"):
         assert part in summary, part
     assert "x_official" in res.stdout  # the short table is printed last
 
