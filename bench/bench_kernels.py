@@ -18,6 +18,8 @@ Ops and shapes (bf16, batch 1 image):
 Providers: ``triton`` (our kernel: the fused flash kernel with the rotation pass for memory
 attention, the fused lateral kernel for FPN), ``triton_cached`` (memory attention with keys
 already rotated, as a memory bank that caches them would run; the rotation is not timed),
+``triton_tma`` (memory attention: the default tiles' tensor-descriptor twin, q / k / v tiles
+copied by Hopper's tensor memory accelerator),
 ``rotate_sdpa`` (memory attention: the Triton rotation pass + torch SDPA), ``auto`` (what
 ``backend="auto"`` runs without a profile: the built-in table for this GPU), ``torch`` (our
 pure-torch reference), ``official`` (the official functions: ``window_partition`` +
@@ -40,6 +42,7 @@ error against the fp32 reference on the same inputs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import math
 import sys
@@ -56,7 +59,8 @@ import torch.nn.functional as F  # noqa: E402
 import common  # noqa: E402
 
 VARIANTS = ("tiny", "small", "base_plus", "large")
-PROVIDERS = ("triton", "triton_cached", "rotate_sdpa", "auto", "torch", "official", "compile")
+PROVIDERS = ("triton", "triton_cached", "triton_tma", "rotate_sdpa", "auto", "torch", "official",
+             "compile")
 ERR_LIMIT = 2e-2  # rel. L2 error above this (bf16) is flagged "BAD"
 
 
@@ -220,6 +224,14 @@ def make_rope_case(kind, objects, frames, ptrs, grid, d, device, dtype, gen, pro
                                                             k_rotated=True, backend="triton")
         except RuntimeError as e:  # no Triton here
             skipped["triton_cached"] = str(e)[:200]
+    if "triton_tma" in providers:
+        try:
+            cfg = dataclasses.replace(K._flash.default_config(dtype, d), tma=True)
+            K._flash.check_config(cfg, dtype, d)
+            fns["triton_tma"] = lambda: K.rope_attention(q, k, v, cos, sin, excl, config=cfg,
+                                                         backend="triton")
+        except (ValueError, RuntimeError) as e:  # fp32 on the GPU, no Triton here
+            skipped["triton_tma"] = str(e)[:200]
     if "rotate_sdpa" in providers:
         from sam2_fast.kernels.rope_attention import _rope_attention_rotate_sdpa
 
@@ -458,7 +470,8 @@ def main(argv=None) -> int:
         from sam2_fast.kernels import interpreter_enabled
 
         if not interpreter_enabled():  # no Triton on the CPU without the interpreter
-            dropped = [p for p in ("triton", "triton_cached", "rotate_sdpa") if p in args.providers]
+            dropped = [p for p in ("triton", "triton_cached", "triton_tma", "rotate_sdpa")
+                       if p in args.providers]
             args.providers = [p for p in args.providers if p not in dropped]
             if dropped:
                 print(f"# --dry without TRITON_INTERPRET=1: {', '.join(dropped)} not run", flush=True)

@@ -59,11 +59,11 @@ def kernel_rows(k):
                 tf.setdefault(key, {})[r["provider"]] = r["tflops"]
     for what, d in ms.items():
         row = dict(what=what, **{f"{p}_ms": v for p, v in d.items()})
-        for p in ("triton", "triton_cached"):
+        for p in ("triton", "triton_cached", "triton_tma"):
             if p in tf.get(what, {}):
                 row[f"{p}_tflops"] = tf[what][p]
         for p, col in (("triton", "x_official"), ("triton_cached", "x_official_cached"),
-                       ("auto", "x_official_auto")):
+                       ("triton_tma", "x_official_tma"), ("auto", "x_official_auto")):
             if p in d and "official" in d:
                 row[col] = d["official"] / d[p]
         if "triton" in d and "compile" in d:
@@ -72,8 +72,9 @@ def kernel_rows(k):
     return rows
 
 
-KERNEL_COLS = ["what", "triton_ms", "triton_cached_ms", "rotate_sdpa_ms", "auto_ms", "torch_ms",
-               "official_ms", "compile_ms", "triton_tflops", "x_official", "x_official_cached",
+KERNEL_COLS = ["what", "triton_ms", "triton_cached_ms", "triton_tma_ms", "rotate_sdpa_ms",
+               "auto_ms", "torch_ms", "official_ms", "compile_ms", "triton_tflops",
+               "triton_tma_tflops", "x_official", "x_official_cached", "x_official_tma",
                "x_official_auto", "x_compile"]
 
 

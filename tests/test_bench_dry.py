@@ -52,7 +52,8 @@ def test_gpu_check_dry(tmp_path):
     k = json.loads((out / "kernels.json").read_text())
     assert k["ceilings"]["matmul_tflops"] > 0 and k["ceilings"]["copy_gbs"] > 0
     provs = {r["provider"] for r in k["rows"] if "ms" in r}
-    assert {"triton", "triton_cached", "rotate_sdpa", "auto", "torch", "official"} <= provs, (
+    assert {"triton", "triton_cached", "triton_tma", "rotate_sdpa", "auto", "torch",
+            "official"} <= provs, (
         provs, log)
     assert {r["timing"] for r in k["rows"] if "ms" in r} == {"host"}  # CUDA: cuda_graph / do_bench
     ops = {r["op"] for r in k["rows"] if "ms" in r}

@@ -333,6 +333,109 @@ def test_rope_attention_explicit_tiles(seed):
         _flash.interpreter_enabled = orig
 
 
+def _tma_operand(shape, dtype, layout):
+    """A (B, heads, N, d) operand in a layout a tensor descriptor can read: "bhnd" contiguous,
+    "bnhd" the transposed view of (B, N, heads, d) storage (``_separate_heads``), "padded" an
+    aligned column slice of a bigger buffer whose spare rows after each object and spare
+    columns hold NaN (a bank's unused slots)."""
+    B, Hh, N, d = shape
+    if layout == "bhnd":
+        return torch.randn(shape, dtype=dtype, device=DEVICE)
+    if layout == "bnhd":
+        return torch.randn(B, N, Hh, d, dtype=dtype, device=DEVICE).transpose(1, 2)
+    big = torch.full((B, N + 5, Hh, d + 16), float("nan"), dtype=dtype, device=DEVICE)
+    big[:, :N, :, 8:8 + d] = torch.randn(B, N, Hh, d, dtype=dtype, device=DEVICE)
+    return big[:, :N, :, 8:8 + d].transpose(1, 2)
+
+
+# ROPE_CASES whose head dim is a power of two >= 16 (what the descriptor configs read), and
+# two heads (a head's columns start mid-row in the (B, N, heads, d) layouts)
+TMA_CASES = [c for c in ROPE_CASES if c[4] >= 16 and c[4] & (c[4] - 1) == 0] + [
+    (2, 2, 4, 3, 32, 2, 5, 3, 0)]
+
+
+@pytest.mark.parametrize("layout", ["bnhd", "bhnd", "padded"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rope_attention_tma_configs(dtype, layout, seed):
+    """The ``tma`` tile configs (q, k, v read through 2-D tensor descriptors) against the
+    reference, with the keys rotated here and cached (passed in ``layout``, as is v): the
+    2x-torch-error rule, self-attention and 1-7 memory frames, 1-5 objects, 1-2 heads, partial
+    key and query tiles, splits. Under the interpreter they equal their pointer twins bit for
+    bit (same tiles, same arithmetic); on CUDA the shipped descriptor configs run."""
+    from sam2_fast.kernels import _flash
+
+    for case in TMA_CASES:
+        B, Hh, gx, gy, d, frames, ptrs, splits, _ = case
+        Nq, Nk = gx * gy, max(frames, 1) * gx * gy + ptrs
+        if DEVICE.type == "cuda":
+            if d != 256:
+                continue
+            dtype_run = torch.bfloat16 if dtype == torch.float32 else dtype
+            cfgs = [c for c in _flash.shipped_configs(dtype_run, d) if c.tma]
+        else:
+            if d == 256 and layout != "bnhd":  # the interpreter's slowest case, once
+                continue
+            dtype_run = dtype
+            cfgs = [K.FlashConfig(16, 16, 4, 1, True)]
+        q = _tma_operand((B, Hh, Nq, d), dtype_run, layout)
+        k = _tma_operand((B, Hh, Nk, d), dtype_run, layout)
+        v = _tma_operand((B, Hh, Nk, d), dtype_run, layout)
+        cos, sin = axial_rope_tables(d, gx, gy, device=DEVICE)
+        ref = rope_attention_reference(q, k, v, cos, sin, ptrs)
+        oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
+                                          sin.double(), ptrs)
+        cached = _tma_operand((B, Hh, Nk, d), dtype_run, layout)
+        cached.copy_(K.rope_rotate(k, cos, sin, ptrs, backend="triton"))
+        for cfg in cfgs:
+            twin = K.FlashConfig(cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages)
+            for keys, rotated in ((k, False), (cached, True)):
+                what = f"tma {case} {dtype_run} {layout} {cfg.name} rotated={rotated} seed={seed}"
+                out = rope_attention(q, keys, v, cos, sin, ptrs, k_rotated=rotated,
+                                     num_splits=splits, config=cfg, backend="triton")
+                _check_rule(out, ref, oracle, dtype_run, what)
+                if DEVICE.type == "cpu":
+                    ptr = rope_attention(q, keys, v, cos, sin, ptrs, k_rotated=rotated,
+                                         num_splits=splits, config=twin, backend="triton")
+                    assert torch.equal(out, ptr), what
+
+
+def test_rope_attention_tma_layout_rules(seed, monkeypatch):
+    """Operands no descriptor can read: an explicit ``tma`` config raises and names them; a
+    profile's ``tma`` config falls back to its pointer twin (same result)."""
+    from sam2_fast.kernels import _flash
+    from sam2_fast.kernels import profile as P
+
+    q, k, v, cos, sin, ptrs, _ = _rope_inputs((2, 1, 4, 4, 32, 2, 3, 0, 2), torch.float16)
+    assert _flash.tma_problem(v, "v") and "16-byte" in _flash.tma_problem(v, "v")
+    cfg = K.FlashConfig(16, 16, 4, 1, True)
+    with pytest.raises(ValueError, match="tensor descriptors: v: the token stride"):
+        rope_attention(q, k, v, cos, sin, ptrs, config=cfg, backend="triton")
+    cached = K.rope_rotate(k, cos, sin, ptrs, backend="triton")
+    with pytest.raises(ValueError, match="tensor descriptors: k: .*; v: "):
+        rope_attention(q, _noncontig(cached.shape, cached.dtype, 1), v, cos, sin, ptrs,
+                       k_rotated=True, config=cfg, backend="triton")
+    v_ok = v.contiguous()
+    for bad, match in [(v_ok[..., :1, :].expand(v.shape), "stride"),
+                       (v_ok.transpose(2, 3).contiguous().transpose(2, 3), "contiguous")]:
+        assert _flash.tma_problem(bad) and match in _flash.tma_problem(bad)
+    q48, k48, v48, cos48, sin48, p48, _ = _rope_inputs((1, 1, 4, 4, 48, 1, 0, 0, 0),
+                                                       torch.float16)
+    with pytest.raises(ValueError, match="power of two"):
+        rope_attention(q48, k48, v48.contiguous(), cos48, sin48, p48, config=cfg,
+                       backend="triton")
+    # a profile's descriptor config (what choose() returns for this GPU's profile) on the
+    # misaligned v: the pointer twin runs
+    RA = sys.modules["sam2_fast.kernels.rope_attention"]  # the module (the package's name
+    # rope_attention is the function)
+    monkeypatch.setattr(RA, "choose", lambda *a, **kw: P.Choice("triton", config=cfg))
+    out = rope_attention(q, k, v, cos, sin, ptrs, backend="triton")
+    twin = rope_attention(q, k, v, cos, sin, ptrs, config=K.FlashConfig(16, 16, 4, 1),
+                          backend="triton")
+    assert torch.equal(out, twin), f"seed={seed}"
+    with pytest.raises(ValueError, match="tensor descriptors"):  # the same, chosen explicitly
+        rope_attention(q, k, v, cos, sin, ptrs, config=cfg, backend="triton")
+
+
 def test_flash_split_policy():
     """Split-K only where the query tiles leave SMs idle and every split keeps enough key
     tiles (the H200 numbers of the docstring)."""
@@ -583,8 +686,10 @@ def _op_samples():
     return [
         (ops.windowed_attention.default, (qkv, bias, 2, 4, 2)),
         (ops.windowed_attention.default, (qkv, None, 1, 0, 1)),
-        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 2, False, 0, 0, 0, 0)),
-        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 0, True, *_tiles(32))),
+        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 2, False, 0, 0, 0, 0, False)),
+        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 0, True, *_tiles(32), False)),
+        (ops.rope_attention.default, (q, k, v, cos, sin, 4, 2, False, *_tiles(32),
+                                      DEVICE.type == "cpu")),  # descriptor tiles (interpreter)
         (ops.rope_rotate.default, (k, cos, sin, 4)),
         (ops.windowed_attention.default, (qkv, bias, 1, 0, 1, *_tiles(24))),
         (ops.fpn_upsample_add.default, (lat, co, None)),
@@ -720,6 +825,13 @@ def test_rope_attention_published_shapes_gpu(B, frames, ptrs, dtype, cached, see
     oracle = rope_attention_reference(q.double(), k.double(), v.double(), cos.double(),
                                       sin.double(), ptrs)
     _check_rule(out, ref, oracle, dtype, f"rope gpu {(B, frames, ptrs)} seed={seed}")
+    if dtype != torch.float32 and not cached:  # every shipped config, descriptor twins too
+        from sam2_fast.kernels import _flash
+
+        for cfg in _flash.shipped_configs(dtype, d):
+            out = rope_attention(q, k, v, cos, sin, ptrs, config=cfg, backend="triton")
+            _check_rule(out, ref, oracle, dtype, f"rope gpu {(B, frames, ptrs)} {cfg.name} "
+                        f"seed={seed}")
 
 
 def test_public_namespace():

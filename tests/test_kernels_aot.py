@@ -8,8 +8,9 @@ launchers' real strides, intercepts the launches, and compiles each distinct ker
 specialisation with ``triton.compile(..., GPUTarget("cuda", 90, 32))`` and the ptxas shipped in
 the triton wheel (``TRITON_DUMP_PTXAS_LOG=1`` gives its register and spill report). It fails on
 compile errors, on any register spill, on shared memory over the Hopper limit (227 KB per
-block), and on a 16-bit flash-attention kernel whose PTX has no ``wgmma.mma_async`` (Hopper's
-warpgroup tensor-core MMA) or any ``mma.sync`` (the Ampere-style fallback).
+block), on a 16-bit flash-attention kernel whose PTX has no ``wgmma.mma_async`` (Hopper's
+warpgroup tensor-core MMA) or any ``mma.sync`` (the Ampere-style fallback), and on a
+tensor-descriptor config whose PTX has no ``cp.async.bulk.tensor`` (the TMA copy).
 
 Every shipped config is compiled: each flash-attention tile config of
 ``sam2_fast.kernels._flash.SM90_CONFIGS`` (with and without split-K), the rotation pass, the
@@ -57,6 +58,10 @@ SCRIPT = textwrap.dedent(
                 continue
             if isinstance(v, torch.Tensor):
                 sig[p.name] = TY[v.dtype]
+            elif type(v).__name__ == "TensorDescriptor":  # host-side descriptor (tma configs)
+                blk = ",".join(str(b) for b in v.block_shape)
+                sig[p.name] = f"tensordesc<{TY[v.base.dtype][1:]}[{blk}]>"
+                continue
             elif type(v) is int:
                 sig[p.name] = "i32"
             else:
@@ -146,7 +151,8 @@ SCRIPT = textwrap.dedent(
         ptx = k.asm["ptx"]
         return i, dict(shared=k.metadata.shared, regs=int(regs.group(1)) if regs else -1,
                        spill=(int(spill.group(1)) + int(spill.group(2))) if spill else -1,
-                       wgmma=ptx.count("wgmma.mma_async"), mma=ptx.count("mma.sync")), None
+                       wgmma=ptx.count("wgmma.mma_async"), mma=ptx.count("mma.sync"),
+                       tma=ptx.count("cp.async.bulk.tensor")), None
 
     procs = max(1, min(int(os.environ.get("AOT_PROCS", "2")), os.cpu_count() or 1))
     with multiprocessing.get_context("fork").Pool(procs) as pool:
@@ -165,11 +171,15 @@ SCRIPT = textwrap.dedent(
         # the flash loop's 16-bit dots must be Hopper's asynchronous warpgroup MMAs: a fallback
         # to the Ampere-style mma.sync would cap it far below the tensor cores' rate
         sixteen = any(v in ("*bf16", "*fp16") for v in sig_of[i].values())
+        desc = any(v.startswith("tensordesc") for v in sig_of[i].values())
+        sixteen = sixteen or desc
         if name == "_flash_attn_fwd" and sixteen and not (res["wgmma"] > 0 and res["mma"] == 0):
+            ok = False
+        if desc and res["tma"] == 0:  # a descriptor config must copy its tiles with TMA
             ok = False
         print(f"{'OK  ' if ok else 'FAIL'} {label:48s} {name:34s} {tiles:36s} "
               f"regs={res['regs']:3d} spill={res['spill']:4d}B smem={res['shared'] // 1024:3d}KB "
-              f"wgmma={res['wgmma']} mma.sync={res['mma']}")
+              f"wgmma={res['wgmma']} mma.sync={res['mma']} tma={res['tma']}")
         if not ok:
             bad.append(f"{label} {name} {tiles}: {res}")
     if bad:

@@ -27,11 +27,14 @@ BF = torch.bfloat16
 
 def _sample_profile(gpu="NVIDIA H200") -> KernelProfile:
     cfg = _flash.SM90_CONFIGS[("16", 256)][1]
+    tma = [c for c in _flash.SM90_CONFIGS[("16", 256)] if c.tma][0]
     g = _flash.SM90_CONFIGS[("16", 128)][0]
     return P.new_profile({
         "rope_attention": {
             P.rope_bucket(BF, 4096, 28736, 1): Choice("triton", config=cfg, splits=4, ms=0.31,
                                                       torch_ms=0.89),
+            P.rope_bucket(BF, 4096, 12352, 2): Choice("triton", config=tma, ms=0.2,
+                                                      torch_ms=0.45),
             P.rope_bucket(BF, 4096, 4096, 4): Choice("rotate_sdpa", ms=0.2, torch_ms=0.5),
             P.rope_bucket(BF, 4096, 8256, 16): Choice("torch", ms=1.0, torch_ms=1.0),
         },
@@ -67,6 +70,9 @@ def test_round_trip(tmp_path):
     data = tomllib.loads(path.read_text())
     assert data["format"] == P.FORMAT and data["gpu"] == "NVIDIA H200"
     assert data["rope_attention"]["bfloat16/nq4096/nk32768/b1"]["splits"] == 4
+    assert "tma" not in data["rope_attention"]["bfloat16/nq4096/nk32768/b1"]
+    tma = back.entries["rope_attention"]["bfloat16/nq4096/nk16384/b2"].config
+    assert data["rope_attention"]["bfloat16/nq4096/nk16384/b2"]["tma"] is True and tma.tma
 
 
 GOOD = P.dumps(_sample_profile())
@@ -89,6 +95,9 @@ RB = '[rope_attention."bfloat16/nq4096/nk32768/b1"]'
     (GOOD.replace("image_size = 1024", "image_size = \"1024\""), "image_size must be"),
     (GOOD.replace('impl = "triton_lateral"', 'impl = "triton_lateral"\nblock_m = 128\n'
                   'block_n = 64\nnum_warps = 8\nnum_stages = 2'), "tile config belongs"),
+    (GOOD.replace("tma = true", "tma = 1"), "tma must be true or false"),
+    (GOOD.replace('impl = "rotate_sdpa"', 'impl = "rotate_sdpa"\ntma = true'),
+     "tma belongs to a tile config"),
 ])
 def test_bad_files_are_errors(tmp_path, text, match):
     assert text != GOOD

@@ -22,6 +22,13 @@ over ``splits`` programs per query tile; each writes its normalised fp32 partial
 log2-sum-exp, and :func:`_flash_attn_combine` merges them. See :func:`auto_splits` for where
 that pays.
 
+Operands are read with pointer loads (asynchronous copies issued by every thread), or, for the
+``tma`` tile configs, through 2-D tensor descriptors: Hopper's tensor memory accelerator copies
+each q / k / v tile in bulk, without per-thread address registers (the d = 256 default tile
+needs 202 registers this way, 254 with pointers). Rows past a tensor's end read as zeros; rows
+past an object's keys inside the tensor (the next object, padding) are masked like the pointer
+path's. Which of the two is faster on a given GPU is for ``sam2-fast tune`` to measure.
+
 Tile configs are explicit (:data:`SM90_CONFIGS`, no autotuner cache): every shipped config is
 compiled for sm_90 in ``tests/test_kernels_aot.py`` (no register spills, shared memory within
 the 227 KB of a Hopper block). A runtime profile (``sam2-fast tune``) may pick another config of
@@ -58,16 +65,21 @@ triton, tl = import_triton()
 class FlashConfig:
     """Tiles of :func:`_flash_attn_fwd`: ``block_m`` queries x ``block_n`` keys per step,
     ``num_warps`` warps, ``num_stages`` software-pipeline stages (Hopper: async copies of the
-    next key/value tiles while the current ones are in the tensor cores)."""
+    next key/value tiles while the current ones are in the tensor cores). ``tma``: q, k and v
+    tiles are read through tensor descriptors (Hopper's tensor memory accelerator: one bulk
+    copy per tile, no per-thread addresses) instead of pointer loads; see :func:`tma_problem`
+    for the layouts it takes."""
 
     block_m: int
     block_n: int
     num_warps: int
     num_stages: int
+    tma: bool = False
 
     @property
     def name(self) -> str:
-        return f"m{self.block_m}_n{self.block_n}_w{self.num_warps}_s{self.num_stages}"
+        tail = "_tma" if self.tma else ""
+        return f"m{self.block_m}_n{self.block_n}_w{self.num_warps}_s{self.num_stages}{tail}"
 
 
 def _cfgs(*tuples) -> Tuple[FlashConfig, ...]:
@@ -85,7 +97,9 @@ def _cfgs(*tuples) -> Tuple[FlashConfig, ...]:
 #   (192 KB, 254 registers) is the largest tile without spills; 3 stages need 256 KB. 64 x 64 at
 #   8 warps halves the accumulator per thread (about 190 registers) and doubles the programs;
 #   128 x 32 with 3 stages trades key-tile width for deeper prefetch; 64 x 32 with 3 stages is
-#   the smallest (128 KB). Four warps at d = 256 spill.
+#   the smallest (128 KB). Four warps at d = 256 spill. The ``tma`` twins of the two 128-row
+#   tiles read q / k / v through tensor descriptors: no address registers, one bulk copy per
+#   tile (candidates for ``sam2-fast tune``; the pointer tiles stay the default).
 # * d <= 128 (Hiera global attention, head_dim 96 / 72): 128 x 32 and 64 x 64 at 8 warps,
 #   3 stages. With head_dim 72 the head columns of the qkv views are not 16-aligned, the loads
 #   narrower, and 128 x 64 / 128 x 128 tiles and 4 warps spilled.
@@ -98,7 +112,8 @@ def _cfgs(*tuples) -> Tuple[FlashConfig, ...]:
 SM90_CONFIGS: Dict[Tuple[str, int], Tuple[FlashConfig, ...]] = {
     ("16", 64): _cfgs((128, 128, 8, 3), (64, 64, 4, 3)),
     ("16", 128): _cfgs((128, 32, 8, 3), (64, 64, 8, 3)),
-    ("16", 256): _cfgs((128, 64, 8, 2), (64, 64, 8, 2), (128, 32, 8, 3), (64, 32, 8, 3)),
+    ("16", 256): _cfgs((128, 64, 8, 2), (64, 64, 8, 2), (128, 32, 8, 3), (64, 32, 8, 3),
+                       (128, 64, 8, 2, True), (128, 32, 8, 3, True)),
 }
 
 # under the Triton interpreter: small tiles, so that small test shapes run several query tiles,
@@ -152,9 +167,10 @@ def check_config(config: FlashConfig, dtype: torch.dtype, d: int) -> FlashConfig
         raise ValueError(f"config must be a FlashConfig, got {type(config).__name__}")
     pow2 = all(isinstance(v, int) and v > 0 and v & (v - 1) == 0
                for v in (config.block_m, config.block_n, config.num_warps))
-    if not pow2 or min(config.block_m, config.block_n) < 16 or config.num_stages < 1:
+    if (not pow2 or min(config.block_m, config.block_n) < 16 or config.num_stages < 1
+            or not isinstance(config.tma, bool)):
         raise ValueError(f"tile config {config} is malformed: block_m, block_n powers of two "
-                         ">= 16, num_warps a power of two, num_stages >= 1")
+                         ">= 16, num_warps a power of two, num_stages >= 1, tma a bool")
     if interpreter_enabled() or config in shipped_configs(dtype, d):
         return config
     names = [c.name for c in shipped_configs(dtype, d)]
@@ -248,6 +264,7 @@ def _flash_attn_fwd(
     WRITE_LSE: tl.constexpr,  # split mode: normalised fp32 partials + log2-sum-exp
     UPCAST: tl.constexpr,
     DOT_PREC: tl.constexpr,
+    TMA: tl.constexpr,  # q_ptr / k_ptr / v_ptr are 2-D tensor descriptors (tma_descriptor)
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -261,16 +278,27 @@ def _flash_attn_fwd(
     d_ok = offs_d < D
 
     # ---- prologue: the q tile, resident for the whole loop -----------------------------------
-    q_base = q_ptr + b.to(tl.int64) * sq_b + h.to(tl.int64) * sq_h
-    q_rows = (offs_m.to(tl.int64) * sq_n)[:, None]
-    q = _load_rows(q_base + q_rows + (offs_d * sq_d)[None, :], m_ok, d_ok, True, EVEN_D)
+    if TMA:
+        # element (b, h, n, 0) sits at row (b sb + h sh) // sn + n, column (b sb + h sh) % sn
+        # of the (rows, sn) descriptor; rows past the tensor read as zeros
+        q_off = b * sq_b + h * sq_h
+        q = q_ptr.load([q_off // sq_n + pid_m * BLOCK_M, q_off % sq_n])
+        k_off = b * sk_b + h * sk_h
+        k_row0 = k_off // sk_n
+        k_col0 = k_off % sk_n
+        v_off = b * sv_b + h * sv_h
+        v_row0 = v_off // sv_n
+        v_col0 = v_off % sv_n
+    else:
+        q_base = q_ptr + b.to(tl.int64) * sq_b + h.to(tl.int64) * sq_h
+        q_rows = (offs_m.to(tl.int64) * sq_n)[:, None]
+        q = _load_rows(q_base + q_rows + (offs_d * sq_d)[None, :], m_ok, d_ok, True, EVEN_D)
+        k_base = k_ptr + b.to(tl.int64) * sk_b + h.to(tl.int64) * sk_h
+        v_base = v_ptr + b.to(tl.int64) * sv_b + h.to(tl.int64) * sv_h
+        k_cols = (offs_d * sk_d)[None, :]
+        v_cols = (offs_d * sv_d)[None, :]
     if UPCAST:
         q = q.to(tl.float32)
-
-    k_base = k_ptr + b.to(tl.int64) * sk_b + h.to(tl.int64) * sk_h
-    v_base = v_ptr + b.to(tl.int64) * sv_b + h.to(tl.int64) * sv_h
-    k_cols = (offs_d * sk_d)[None, :]
-    v_cols = (offs_d * sv_d)[None, :]
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
@@ -282,11 +310,15 @@ def _flash_attn_fwd(
     # ---- hot loop: full key tiles, no masks but the columns' (d < BLOCK_D) -------------------
     for kb in range(kb_start, kb_full):
         offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-        rows_n = offs_n.to(tl.int64)
-        k = _load_rows(k_base + (rows_n * sk_n)[:, None] + k_cols, offs_n < NK, d_ok, False,
-                       EVEN_D)
-        v = _load_rows(v_base + (rows_n * sv_n)[:, None] + v_cols, offs_n < NK, d_ok, False,
-                       EVEN_D)
+        if TMA:
+            k = k_ptr.load([k_row0 + kb * BLOCK_N, k_col0])
+            v = v_ptr.load([v_row0 + kb * BLOCK_N, v_col0])
+        else:
+            rows_n = offs_n.to(tl.int64)
+            k = _load_rows(k_base + (rows_n * sk_n)[:, None] + k_cols, offs_n < NK, d_ok, False,
+                           EVEN_D)
+            v = _load_rows(v_base + (rows_n * sv_n)[:, None] + v_cols, offs_n < NK, d_ok, False,
+                           EVEN_D)
         if UPCAST:
             k = k.to(tl.float32)
             v = v.to(tl.float32)
@@ -296,9 +328,16 @@ def _flash_attn_fwd(
     if kb_full < kb_stop:
         offs_t = kb_full * BLOCK_N + tl.arange(0, BLOCK_N)
         t_ok = offs_t < NK
-        rows_t = offs_t.to(tl.int64)
-        kt = _load_rows(k_base + (rows_t * sk_n)[:, None] + k_cols, t_ok, d_ok, True, EVEN_D)
-        vt = _load_rows(v_base + (rows_t * sv_n)[:, None] + v_cols, t_ok, d_ok, True, EVEN_D)
+        if TMA:
+            # rows past NK belong to the next object, to padding or to nothing (zeros): their
+            # scores are masked below, and their values zeroed so that 0 * (NaN padding) = 0
+            kt = k_ptr.load([k_row0 + kb_full * BLOCK_N, k_col0])
+            vt = v_ptr.load([v_row0 + kb_full * BLOCK_N, v_col0])
+            vt = tl.where(t_ok[:, None], vt, 0.0)
+        else:
+            rows_t = offs_t.to(tl.int64)
+            kt = _load_rows(k_base + (rows_t * sk_n)[:, None] + k_cols, t_ok, d_ok, True, EVEN_D)
+            vt = _load_rows(v_base + (rows_t * sv_n)[:, None] + v_cols, t_ok, d_ok, True, EVEN_D)
         if UPCAST:
             kt = kt.to(tl.float32)
             vt = vt.to(tl.float32)
@@ -360,6 +399,48 @@ def _flash_attn_combine(
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+def _last_offset(x: torch.Tensor) -> int:
+    return sum((n - 1) * st for n, st in zip(x.shape, x.stride()))
+
+
+def tma_problem(x: torch.Tensor, name: str = "x") -> Optional[str]:
+    """Why the (B, heads, N, d) operand ``x`` cannot be read through a tensor descriptor, or
+    None when it can.
+
+    The kernel sees ``x`` as a 2-D (rows, pitch) descriptor, pitch = the token stride: element
+    (b, h, n, j) is at row (b sb + h sh) // pitch + n, column (b sb + h sh) % pitch + j. That
+    holds for the layouts attention produces -- (B, heads, N, d) contiguous, and the transposed
+    view of (B, N, heads, d) storage (``_separate_heads``) -- and for views with padding between
+    objects. Conditions: d contiguous (stride 1), every head's d columns inside one row
+    (column + d <= pitch), the pitch and the base address 16-byte aligned (the tensor memory
+    accelerator's rule), offsets below 2**31.
+    """
+    B, Hh, N, d = x.shape
+    sb, sh, sn, sd = x.stride()
+    if sd != 1 and d > 1:
+        return f"{name}: the head dim must be contiguous (stride 1), got stride {sd}"
+    if (sn * x.element_size()) % 16 or x.data_ptr() % 16:
+        return f"{name}: the token stride and the base address must be 16-byte aligned"
+    if sn < d:
+        return f"{name}: the token stride {sn} is smaller than the head dim {d}"
+    cols = {(b * sb + h * sh) % sn for b in range(B) for h in range(Hh)}
+    if max(cols) + d > sn:
+        return f"{name}: a head's {d} columns cross a row of the (tokens, {sn}) layout"
+    if _last_offset(x) + sn >= 2**31:
+        return f"{name}: too large for 32-bit descriptor offsets"
+    return None
+
+
+def tma_descriptor(x: torch.Tensor, block_rows: int, block_d: int):
+    """The 2-D (rows, pitch) tensor descriptor of a (B, heads, N, d) operand (see
+    :func:`tma_problem`, which must return None), with (block_rows, block_d) tiles."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    sn = x.stride(2)
+    rows = _last_offset(x) // sn + 1
+    return TensorDescriptor(x, [rows, sn], [sn, 1], [block_rows, block_d])
+
+
 def flash_attention_triton(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -399,6 +480,16 @@ def flash_attention_triton(
         raise ValueError(f"the flash kernel ships no GPU config for {q.dtype} operands (callers "
                          "route fp32 elsewhere on CUDA)")
     cfg = check_config(config, q.dtype, d) if config is not None else default_config(q.dtype, d)
+    if cfg.tma:
+        problems = [tma_problem(t, n) for t, n in ((q, "q"), (k, "k"), (v, "v"))]
+        if next_pow2(d) != d or d < 16:
+            problems.insert(0, f"head dim {d} is not a power of two >= 16")
+        if q.device.type == "cuda" and torch.cuda.get_device_capability(q.device)[0] < 9:
+            problems.insert(0, "tensor descriptors need sm_90 or newer")
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError(f"tile config {cfg.name} reads through tensor descriptors: "
+                             + "; ".join(problems))
     if out is None:
         # storage (B, Nq, heads, d): recombining the heads afterwards is a free view
         out = torch.empty((B, Nq, Hh, d), dtype=q.dtype, device=q.device).transpose(1, 2)
@@ -420,16 +511,22 @@ def flash_attention_triton(
         num_stages=cfg.num_stages,
     )
     qkv_strides = (*q.stride(), *k.stride(), *v.stride())
+    qa, ka, va = q, k, v
+    if cfg.tma:
+        qa = tma_descriptor(q, cfg.block_m, block_d)
+        ka = tma_descriptor(k, cfg.block_n, block_d)
+        va = tma_descriptor(v, cfg.block_n, block_d)
+    common["TMA"] = cfg.tma
     if splits == 1:
         launch(_flash_attn_fwd, (nqb, B * Hh, 1),
-               q, k, v, out, out,  # lse pointer unused
+               qa, ka, va, out, out,  # lse pointer unused
                *qkv_strides, 0, *out.stride(), 0, 0,
                WRITE_LSE=False, **common)
         return out
     part = torch.empty((splits, B, Hh, Nq, d), dtype=torch.float32, device=q.device)
     lse = torch.empty((splits, B * Hh, Nq), dtype=torch.float32, device=q.device)
     launch(_flash_attn_fwd, (nqb, B * Hh, splits),
-           q, k, v, part, lse,
+           qa, ka, va, part, lse,
            *qkv_strides, *part.stride(), *lse.stride()[:2],
            WRITE_LSE=True, **common)
     cm = 32

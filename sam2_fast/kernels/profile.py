@@ -43,6 +43,9 @@ with :mod:`tomllib`)::
     ms = 0.31
     torch_ms = 0.89
 
+``tma = true`` (optional, with a tile config) selects the tile config's tensor-descriptor twin
+(:class:`~._flash.FlashConfig` ``tma``).
+
 Bad files, decided as follows (:class:`ProfileError` is a ValueError):
 
 * unreadable, not TOML, unknown keys, unknown ops or implementations, malformed buckets, tile
@@ -89,7 +92,7 @@ OPS: Dict[str, tuple] = {
     "fpn_upsample_add": ("torch", "triton", "triton_lateral"),
 }
 CONFIG_KEYS = ("block_m", "block_n", "num_warps", "num_stages")
-ENTRY_KEYS = ("impl",) + CONFIG_KEYS + ("splits", "ms", "torch_ms")
+ENTRY_KEYS = ("impl",) + CONFIG_KEYS + ("tma", "splits", "ms", "torch_ms")
 TOP_KEYS = ("format", "gpu", "capability", "precision", "image_size", "torch", "triton",
             "sam2_fast", "created")
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -224,6 +227,8 @@ def dumps(profile: KernelProfile) -> str:
             lines += ["", f"[{op}.{json.dumps(bucket)}]", f"impl = {_toml_value(c.impl)}"]
             if c.config is not None:
                 lines += [f"{k} = {getattr(c.config, k)}" for k in CONFIG_KEYS]
+                if c.config.tma:
+                    lines.append("tma = true")
             if c.splits:
                 lines.append(f"splits = {int(c.splits)}")
             for k in ("ms", "torch_ms"):
@@ -267,14 +272,18 @@ def _entry(src: str, op: str, bucket: str, raw) -> Choice:
     for k in ("ms", "torch_ms"):
         if k in raw and (not isinstance(raw[k], (int, float)) or isinstance(raw[k], bool)):
             raise _bad(src, f"{where}: {k} must be a number, got {raw[k]!r}")
+    if "tma" in raw and not isinstance(raw["tma"], bool):
+        raise _bad(src, f"{where}: tma must be true or false, got {raw['tma']!r}")
     present = [k for k in CONFIG_KEYS if k in raw]
+    if "tma" in raw and not present:
+        raise _bad(src, f"{where}: tma belongs to a tile config (block_m, ...)")
     config = None
     if present:
         if len(present) != len(CONFIG_KEYS):
             raise _bad(src, f"{where}: a tile config needs all of {list(CONFIG_KEYS)}")
         if op == "fpn_upsample_add" or impl != "triton":
             raise _bad(src, f"{where}: a tile config belongs to a Triton attention entry")
-        config = FlashConfig(*(int(raw[k]) for k in CONFIG_KEYS))
+        config = FlashConfig(*(int(raw[k]) for k in CONFIG_KEYS), tma=raw.get("tma", False))
         dtype = {v: k for k, v in DTYPE_NAMES.items()}[m.group(1)]
         # memory attention: d = 256 (every published config); Hiera: channels / heads
         d = 256 if op == "rope_attention" else int(m.group(4)) // max(int(m.group(5)), 1)

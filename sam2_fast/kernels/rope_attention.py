@@ -26,13 +26,15 @@ GPU design (Triton, sm_90):
 Design card order: reference -> Triton kernels -> launchers -> torch.library ops -> public ops.
 """
 
+import dataclasses
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ._backend import import_triton, interpreter_enabled, launch, next_pow2
-from ._flash import FlashConfig, check_config, flash_attention_triton, gpu_supported
+from ._flash import (FlashConfig, check_config, flash_attention_triton, gpu_supported,
+                     tma_problem)
 from .profile import choose, choose_unmeasured, rope_bucket
 
 triton, tl = import_triton()
@@ -370,13 +372,13 @@ def _rope_rotate_triton(x, cos, sin, num_exclude):
     return _rope_rotate_launch(x, cos32, sin32, num_exclude)
 
 
-def _config_from_ints(block_m, block_n, num_warps, num_stages) -> Optional[FlashConfig]:
+def _config_from_ints(block_m, block_n, num_warps, num_stages, tma) -> Optional[FlashConfig]:
     vals = (block_m, block_n, num_warps, num_stages)
     if all(v == 0 for v in vals):
         return None
     if any(v <= 0 for v in vals):
         raise ValueError(f"tile config needs four positive ints or all zeros, got {vals}")
-    return FlashConfig(*vals)
+    return FlashConfig(*vals, tma=bool(tma))
 
 
 def _rotate_qk(q, k, cos, sin, num_k_exclude_rope, k_rotated):
@@ -452,15 +454,16 @@ def _rope_attention_op(
     block_n: int,
     num_warps: int,
     num_stages: int,
+    tma: bool,
 ) -> torch.Tensor:
-    config = _config_from_ints(block_m, block_n, num_warps, num_stages)
+    config = _config_from_ints(block_m, block_n, num_warps, num_stages, tma)
     return _rope_attention_triton(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated,
                                   config)
 
 
 @_rope_attention_op.register_fake
 def _(q, k, v, cos, sin, num_k_exclude_rope, num_splits, k_rotated, block_m, block_n,
-      num_warps, num_stages):
+      num_warps, num_stages, tma):
     _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _TRITON_DTYPES)
     B, Hh, Nq, d = q.shape
     return q.new_empty((B, Nq, Hh, d)).transpose(1, 2)
@@ -556,7 +559,10 @@ def rope_attention(
         num_splits: Triton only: keys split over this many programs and merged after (0 = the
             profile's choice, else :func:`~._flash.auto_splits`).
         config: Triton only: explicit tiles (a shipped :class:`~._flash.FlashConfig`);
-            default: the profile's, else the default for (dtype, d).
+            default: the profile's, else the default for (dtype, d). A ``tma`` config reads
+            the operands through tensor descriptors (sm_90+; layouts: :func:`~._flash.
+            tma_problem`); a profile's ``tma`` config falls back to its pointer twin where
+            v (or cached keys) cannot be read that way, an explicit one raises.
         backend: "auto" | "triton" | "torch". "auto" follows ``profile`` / the built-in table
             (:mod:`.profile`; on an H200 without a profile: torch).
         profile: a :class:`~.profile.KernelProfile` or None.
@@ -574,7 +580,7 @@ def rope_attention(
     Raises:
         ValueError: wrong shapes / dtypes / devices (message names the argument), odd d,
             bad num_k_exclude_rope, rotated keys not a multiple of Nq, a config that is not
-            shipped.
+            shipped, an explicit ``tma`` config on operands no descriptor can read.
         RuntimeError: ``backend="triton"`` where Triton cannot run.
     """
     _check_rope_args(q, k, v, cos, sin, num_k_exclude_rope, _REF_DTYPES)
@@ -603,9 +609,15 @@ def rope_attention(
     if d > 256:
         raise ValueError(f"q head dim {d} > 256: the Triton kernel supports d <= 256")
     if torch.compiler.is_compiling():
-        c = (cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages) if cfg else (0, 0, 0, 0)
+        c = ((cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages, cfg.tma) if cfg
+             else (0, 0, 0, 0, False))
         return torch.ops.sam2_fast.rope_attention(q, k, v, cos, sin, num_k_exclude_rope, splits,
                                                   k_rotated, *c)
     if q.device.type not in ("cuda", "cpu"):
         raise ValueError(f"q must be on CUDA (or CPU under the interpreter), got {q.device}")
+    if (config is None and cfg is not None and cfg.tma
+            and (tma_problem(v) or (k_rotated and tma_problem(k)))):
+        # a profile's descriptor config on operands it cannot read (q and uncached keys come
+        # out of the rotation pass, contiguous): the same tiles through pointer loads
+        cfg = dataclasses.replace(cfg, tma=False)
     return _rope_attention_launch(q, k, v, cos, sin, num_k_exclude_rope, splits, k_rotated, cfg)

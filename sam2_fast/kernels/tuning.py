@@ -242,6 +242,8 @@ def _rope_candidates(q, k, v, cos, sin, excl, device, dry=False):
         nkb = -(-k.shape[2] // cfg.block_n)
         auto = auto_splits(nqb * B * Hh, nkb, device)
         splits = [0] + ([1] if auto > 1 else []) + ([2, 8] if B * Hh <= 2 and not dry else [])
+        if cfg.tma:  # the descriptor twins: with the split policy only (tune's time budget)
+            splits = [0]
         for sp in dict.fromkeys(splits):
             yield (Choice("triton", config=cfg, splits=sp),
                    lambda cfg=cfg, sp=sp: _rope_attention_launch(q, k, v, cos, sin, excl, sp,
