@@ -130,7 +130,8 @@ def test_random_access_bad_frames(tmp_path):
     (d / "00003.png").write_bytes(b"not a png")
     frames = RandomAccessFrames(open_video(str(d)))
     assert frames[1].shape == (30, 40, 3)
-    with pytest.raises(FrameSizeError, match="00002.png is 44x30 but frame 0 is 40x30"):
+    with pytest.raises(FrameSizeError, match="00002.png' is 44x30 but frame 0 is 40x30: all "
+                                             "frames of a video must have one size"):
         frames[2]
     with pytest.raises(ValueError, match="cannot read video frame .*00003.png"):
         frames[3]

@@ -141,7 +141,7 @@ def load_image_frame(path: Union[str, os.PathLike], image_size: int,
     except (OSError, ValueError, SyntaxError) as e:
         raise RuntimeError(f"cannot read video frame {os.fspath(path)!r}: {e}") from e
     if expect_hw is not None and (h, w) != tuple(expect_hw):
-        raise _size_error(os.fspath(path), (h, w), expect_hw)
+        raise size_error(os.fspath(path), (h, w), expect_hw)
     return _normalize(x[None])[0], h, w
 
 
@@ -150,7 +150,10 @@ class FrameSizeError(ValueError):
     stretch it to the model size without a word)."""
 
 
-def _size_error(name: str, hw: Tuple[int, int], first_hw: Tuple[int, int], first: str = "frame 0") -> ValueError:
+def size_error(name: str, hw: Tuple[int, int], first_hw: Tuple[int, int],
+               first: str = "frame 0") -> ValueError:
+    """The :class:`FrameSizeError` for frame ``name`` of (height, width) ``hw`` in a video whose
+    first frame is ``first_hw`` (one wording for every reader of frames)."""
     return FrameSizeError(f"video frame {name!r} is {hw[1]}x{hw[0]} but {first} is {first_hw[1]}x{first_hw[0]}: "
                       f"all frames of a video must have one size (a frame is never stretched)")
 
@@ -171,7 +174,7 @@ def _load_folder(folder, image_size: int, resize: _Resizer) -> Tuple[torch.Tenso
         except (OSError, ValueError, SyntaxError) as e:
             raise RuntimeError(f"cannot read video frame {p!r}: {e}") from e
         if other != size:
-            raise _size_error(p, other[::-1], size[::-1], f"frame 0 ({os.path.basename(paths[0])})")
+            raise size_error(p, other[::-1], size[::-1], f"frame 0 ({os.path.basename(paths[0])})")
     w, h = size
     return _normalize(images), h, w
 
@@ -195,7 +198,7 @@ def _load_video_file(path, image_size: int, resize: _Resizer) -> Tuple[torch.Ten
                 if size is None:
                     size = img.size
                 if img.size != size:
-                    raise _size_error(f"{path}#{len(frames)}", img.size[::-1], size[::-1])
+                    raise size_error(f"{path}#{len(frames)}", img.size[::-1], size[::-1])
                 frames.append(resize(img))
     except (RuntimeError, FrameSizeError):
         raise
@@ -428,7 +431,7 @@ class LazyFrameLoader:
                 x = self._resize(Image.fromarray(a))
             name, first_name = str(index), "frame 0"
         if first_hw is not None and (h, w) != first_hw:
-            raise _size_error(name, (h, w), first_hw, first_name)
+            raise size_error(name, (h, w), first_hw, first_name)
         if first_hw is None:
             self.video_height, self.video_width = h, w
         return _normalize(x[None])[0]

@@ -20,7 +20,7 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from . import av_errors
-from .frames import FrameSizeError, list_frame_files
+from .frames import FrameSizeError, list_frame_files, size_error
 from .images import image_size, load_image
 
 
@@ -78,8 +78,7 @@ def _first_line(e: BaseException) -> str:
 def _check_size(src: "VideoSource", name: str, arr: np.ndarray) -> np.ndarray:
     """``arr`` if it has the video's size, else FrameSizeError (a ValueError) naming the frame."""
     if arr.shape[:2] != (src.height, src.width):
-        raise FrameSizeError(f"video frame {name} is {arr.shape[1]}x{arr.shape[0]} but frame 0 is "
-                             f"{src.width}x{src.height}: all frames must have one size")
+        raise size_error(name, arr.shape[:2], (src.height, src.width))
     return arr
 
 
