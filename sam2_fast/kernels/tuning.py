@@ -7,7 +7,8 @@ For each op and shape bucket (:func:`~.profile.rope_bucket`, :func:`~.profile.wi
 * ``rope_attention`` (memory attention, d = 256, one head, Nq = (image_size / 16)^2): the
   torch reference, ``rotate_sdpa`` (Triton rotation + SDPA), and the Triton flash kernel with
   every shipped tile config of :mod:`._flash`, with the split-K heuristic and without split
-  (and 2 / 8 splits for one or two objects). Shapes: self-attention and cross-attention with
+  (the default tiles also with 2 / 8 splits for one or two objects; the tensor-descriptor
+  twins with the heuristic only). Shapes: self-attention and cross-attention with
   1, 3 and 7 memory frames + ``ptr_tokens`` pointers (the largest member of each key bucket),
   for each object count.
 * ``fpn_upsample_add``: the neck's top-down step -- torch (conv + add), ``triton`` (conv + the
@@ -233,7 +234,8 @@ def _rope_candidates(q, k, v, cos, sin, excl, device, dry=False):
     yield Choice("rotate_sdpa"), lambda: _rope_attention_rotate_sdpa(q, k, v, cos, sin, excl,
                                                                       False)
     B, Hh, Nq, d = q.shape
-    for cfg in _configs(q.dtype, d):
+    cfgs = _configs(q.dtype, d)
+    for cfg in cfgs:
         if cfg is None:
             yield Choice("triton"), lambda: _rope_attention_launch(q, k, v, cos, sin, excl, 0,
                                                                    False, None)
@@ -241,8 +243,12 @@ def _rope_candidates(q, k, v, cos, sin, excl, device, dry=False):
         nqb = -(-Nq // cfg.block_m)
         nkb = -(-k.shape[2] // cfg.block_n)
         auto = auto_splits(nqb * B * Hh, nkb, device)
-        splits = [0] + ([1] if auto > 1 else []) + ([2, 8] if B * Hh <= 2 and not dry else [])
-        if cfg.tma:  # the descriptor twins: with the split policy only (tune's time budget)
+        # the split policy, no split, and (default tiles, 1-2 objects) 2 and 8 splits; the
+        # descriptor twins with the policy only (tune's time budget)
+        splits = [0] + ([1] if auto > 1 else [])
+        if cfg == cfgs[0] and B * Hh <= 2 and not dry:
+            splits += [2, 8]
+        if cfg.tma:
             splits = [0]
         for sp in dict.fromkeys(splits):
             yield (Choice("triton", config=cfg, splits=sp),
