@@ -125,9 +125,12 @@ class Sam2:
             num_frames: the video length when known. Only used like the official
                 ``inference_state["num_frames"]``: it bounds the object-pointer window
                 (min(num_frames, 16)); None = unbounded stream (equal to any video of >= 16
-                frames offline).
+                frames offline). A stream that goes past it gets a warning (once).
             max_cond_frames: prompted (conditioning) frames kept per object; beyond it the
-                oldest one after the first is dropped.
+                oldest one after the first is dropped. With
+                ``add_all_frames_to_correct_as_cond=True`` every corrected frame becomes a
+                conditioning frame, so ``max_cond_frames=1`` keeps only the first prompt: each
+                correction then changes that frame's masks but is forgotten by later frames.
             fill_hole_area: fill background holes up to this area (pixels of the 1/4-resolution
                 mask) like the official video predictor (8); 0 disables.
             non_overlap_masks: keep only the best object per pixel in the returned masks.
@@ -135,7 +138,7 @@ class Sam2:
                 frame a conditioning frame (official option of the same name).
 
         Raises:
-            ValueError: a bad argument.
+            ValueError: a bad argument (counts must be ints, switches True/False).
         """
         return self._tracker.new_state(num_frames, max_cond_frames, fill_hole_area, non_overlap_masks,
                                        add_all_frames_to_correct_as_cond)
@@ -152,7 +155,9 @@ class Sam2:
                 "box": (4,) x0, y0, x1, y1 pixels, "mask": (H, W) bool at the frame size (or
                 (S, S))}}`` for new objects (their first prompt) or tracked ones (a correction),
                 optionally with ``"frame_idx"`` (must equal ``state.frame_idx``). The first
-                frame needs at least one. Rules of :mod:`sam2_fast.prompts`: coordinates
+                frame needs at least one. A stream cannot go back: a click made while looking
+                at the masks of frame t is sent with frame t + 1 (a correction there), or the
+                frame is fed again as a new frame. Rules of :mod:`sam2_fast.prompts`: coordinates
                 outside the frame are accepted (as the official video predictor), NaN/inf, an
                 empty box and labels outside (-1, 0, 1, 2, 3) are not.
 
@@ -197,7 +202,9 @@ class Sam2:
 
         Raises (on the first frame unless said otherwise):
             ValueError: ``prompts`` neither a dict nor ``"auto"``, a key that is not a frame
-                index or names a frame the stream has passed; after the last frame, prompts on
+                index or names a frame the stream has passed, a prompt for any later frame that
+                breaks the rules of :meth:`predict_video_frame` (checked against the first
+                frame's size before the first result is yielded); after the last frame, prompts on
                 frames the source never reached (nothing is dropped silently); ``max_objects`` or
                 ``mask_generator`` without ``"auto"``, ``max_objects`` not a positive integer,
                 a generator that is not binary-mask output or not on this model, a ``state``
@@ -217,12 +224,41 @@ class Sam2:
             if key < state.frame_idx:
                 raise ValueError(f"prompts for frame {key}: the stream is already at frame "
                                  f"{state.frame_idx}")
+        checked = state.video_size is not None
+        if checked:
+            self._check_prompts_ahead(prompts, state)
         for frame in iter_frames(source):
-            yield self.predict_video_frame(state, frame, prompts.get(state.frame_idx))
+            out = self.predict_video_frame(state, frame, prompts.get(state.frame_idx))
+            if not checked:  # the first frame fixed the size the prompts are checked against
+                self._check_prompts_ahead(prompts, state)
+                checked = True
+            yield out
         missed = sorted(int(k) for k in prompts if k >= state.frame_idx)
         if missed:
             raise ValueError(f"prompts on frame(s) {missed} were never used: the source ended at "
                              f"frame {state.frame_idx - 1}")
+
+    def _check_prompts_ahead(self, prompts: Mapping, state: Sam2VideoState) -> None:
+        """Apply the prompt rules of :meth:`predict_video_frame` to the prompts of every frame
+        the stream has not reached (the frame size is the stream's), so that a typo on frame
+        100 is reported on the first frame, not after 100 frames. Raises ValueError naming the
+        frame."""
+        from .prompts import check_obj_id, stream_prompt
+
+        for fi in sorted(int(k) for k in prompts if k >= state.frame_idx):
+            per_frame = prompts[fi]
+            if not isinstance(per_frame, Mapping):
+                raise ValueError(f"prompts[{fi}] must be a dict {{obj_id: prompt}}, got "
+                                 f"{type(per_frame).__name__}")
+            for oid, p in per_frame.items():
+                try:
+                    oid = check_obj_id(oid, "a prompt's obj_id (its key)")
+                    stream_prompt(oid, p, state.video_size, self.model.image_size)
+                    if p.get("frame_idx") is not None and p["frame_idx"] != fi:
+                        raise ValueError(f"prompt for obj_id {oid!r} has frame_idx "
+                                         f"{p['frame_idx']!r} but is listed under frame {fi}")
+                except ValueError as e:
+                    raise ValueError(f"prompts[{fi}]: {e}") from None
 
     def _track_auto(self, source, prompts, state, max_objects, mask_generator):
         from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator

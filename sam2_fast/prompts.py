@@ -429,6 +429,17 @@ def check_flag(value, name: str) -> bool:
     return bool(value)
 
 
+def check_count(value, name: str, minimum: int = 0) -> int:
+    """A whole-number argument >= ``minimum`` (numpy ints too) as an int. Raises ValueError
+    naming ``name`` for anything else: bools (True is not 1), floats (2.5 is not cut to 2),
+    strings."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def stream_prompt(obj_id, prompt, frame_size: Tuple[int, int], model_size: int):
     """The rules for one object's prompt in a stream (``Sam2.predict_video_frame``).
 

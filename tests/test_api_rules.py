@@ -110,6 +110,51 @@ def test_track_prompts_are_never_dropped(model, frames):
         next(sam.track(frames, {0: {2: CLICK}}, state=st))
 
 
+def test_track_checks_later_prompts_on_the_first_frame(model, frames):
+    """A bad prompt for a later frame is reported before the first result, not when the
+    stream reaches its frame."""
+    sam = sam2_fast.Sam2(model)
+    for later, match in (({2: {"point": [[1, 1]]}}, r"prompts\[2\]: prompt for obj_id 2: unknown keys \['point'\]"),
+                         ("oops", r"prompts\[2\] must be a dict \{obj_id: prompt\}, got str"),
+                         ({True: CLICK}, r"prompts\[2\]: a prompt's obj_id .* got True"),
+                         ({2: dict(CLICK, frame_idx=1)}, r"prompts\[2\]: .*frame_idx 1 but is listed under frame 2"),
+                         ({2: {"box": [30, 30, 10, 10]}}, r"prompts\[2\]: .*box")):
+        gen = sam.track(frames, {0: {1: CLICK}, 2: later})
+        with pytest.raises(ValueError, match=match):
+            next(gen)
+    st = sam.new_video_state()  # a stream that already has its size: checked before any frame
+    list(sam.track(frames[:1], {0: {1: CLICK}}, state=st))
+    with pytest.raises(ValueError, match=r"prompts\[3\]: prompt for obj_id 2 has no points"):
+        next(sam.track(frames, {3: {2: {}}}, state=st))
+    assert st.frame_idx == 1
+
+
+def test_stream_and_video_predictor_options(model, frames):
+    """Counts are ints (numpy ints too; not bools, floats or strings), switches True/False;
+    a stream that passes num_frames is warned about once."""
+    sam = sam2_fast.Sam2(model)
+    for kw, match in ((dict(non_overlap_masks="no"), "non_overlap_masks must be True or False"),
+                      (dict(add_all_frames_to_correct_as_cond="no"), "add_all_frames_to_correct_as_cond"),
+                      (dict(num_frames=True), r"num_frames \(or None\) must be an int >= 1, got True"),
+                      (dict(max_cond_frames=True), "max_cond_frames must be an int"),
+                      (dict(num_frames=0), "num_frames .* must be >= 1, got 0"),
+                      (dict(fill_hole_area="8"), "fill_hole_area must be an int >= 0, got '8'"),
+                      (dict(fill_hole_area=2.5), "fill_hole_area must be an int >= 0, got 2.5")):
+        with pytest.raises(ValueError, match=match):
+            sam.new_video_state(**kw)
+        if "frames" not in next(iter(kw)) and "cond" not in next(iter(kw)):
+            with pytest.raises(ValueError, match=match.split(" must")[0]):
+                Sam2VideoPredictor(model, **kw)
+    for kw in (dict(batch_objects="no"), dict(clear_non_cond_mem_around_input=1)):
+        with pytest.raises(ValueError, match="must be True or False"):
+            Sam2VideoPredictor(model, **kw)
+    st = sam.new_video_state(num_frames=np.int64(2), fill_hole_area=np.int32(4))
+    assert st.num_frames == 2 and type(st.num_frames) is int and st.fill_hole_area == 4
+    with pytest.warns(UserWarning, match="passed num_frames=2 \\(frame 2\\)") as rec:
+        list(sam.track(frames + frames[:1], {0: {1: CLICK}}, state=st))
+    assert len(rec) == 1
+
+
 def test_image_predictor_switches(model, frames):
     with pytest.raises(ValueError, match="unknown argument.*max_hole_aera"):
         Sam2ImagePredictor(model, max_hole_aera=10)

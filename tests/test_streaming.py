@@ -51,12 +51,12 @@ def model(frames):
     return m
 
 
-def _offline(model, frames, steps):
+def _offline(model, frames, steps, **kw):
     """Run Sam2VideoPredictor through ``steps`` = [(frame, {obj: prompt}), ...] the way a user
     of the offline API reproduces a stream: prompt, then propagate up to the next prompt; a
     prompt for an object already tracked is a correction on its tracked frame, so the frame is
     tracked first, clicked, and propagation goes on from the next frame."""
-    pred = Sam2VideoPredictor(model)
+    pred = Sam2VideoPredictor(model, **kw)
     st = pred.init_state(frames)
     seen, kinds = set(), []
     for _f, prompts in steps:
@@ -114,6 +114,25 @@ def test_correction_and_late_object_equal_offline(model, frames):
         assert out.obj_ids == ids, out.frame_idx
         assert_close_rel(out.mask_logits, logits, "video_late_frame", what="stream correction/late object")
     assert len(state.groups) == 2  # obj 2 joined on frame 3: its own batch
+
+
+def test_partial_correction_as_conditioning_keeps_the_object_order(model, frames):
+    """add_all_frames_to_correct_as_cond=True and a correction of one object of a batch: the
+    corrected object gets a group of its own, but obj_ids keep the order the objects were
+    added in (the masks follow them), as offline."""
+    steps = [(0, {1: PROMPTS[1], 2: PROMPTS[2], 3: PROMPTS[3]}),
+             (2, {1: {"points": [[300, 300]], "labels": [0]}})]
+    ref = _offline(model, frames[:5], steps, add_all_frames_to_correct_as_cond=True)
+    outs, state = _stream(model, frames[:5], steps, add_all_frames_to_correct_as_cond=True)
+    assert len(state.groups) == 2  # the split happened
+    for out in outs:
+        ids, logits = ref[out.frame_idx]
+        assert out.obj_ids == ids == [1, 2, 3], out.frame_idx
+        area = "video_first_frame" if out.frame_idx == 0 else "video_late_frame"
+        assert_close_rel(out.mask_logits, logits, area, what="stream partial correction as cond")
+    assert state.obj_ids == [1, 2, 3]
+    state.remove_object(2)
+    assert state.obj_ids == [1, 3]
 
 
 def test_batched_equals_one_at_a_time(model, frames):

@@ -34,6 +34,7 @@ reading its memory from fixed-capacity buffers, with no host synchronisation in 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -46,7 +47,7 @@ from ..config import NO_OBJ_SCORE, PIXEL_MEAN, PIXEL_STD
 from ..io import av_errors
 from ..io.frames import _normalize, _preprocess_pil, resize_frame_tensor
 from ..model.sam2_model import Sam2Model
-from ..prompts import check_obj_id
+from ..prompts import check_count, check_flag, check_obj_id
 from ..engine.core import FrameFeatures, StepOutput, TrackingCore
 from ..engine.memory_bank import MemoryEntry, MemoryReadPlan, MemoryStore
 
@@ -221,10 +222,13 @@ class Sam2VideoState:
         self.video_size: Optional[tuple] = None
         self.groups: List[_Group] = []
         self.removed_ids: set = set()
+        self._added: List[Any] = []  # tracked ids in the order they were added
 
     @property
     def obj_ids(self) -> List[Any]:
-        return [o for g in self.groups for o in g.obj_ids]
+        # the order objects were added in, whatever groups they are tracked in (a correction
+        # with add_all_frames_to_correct_as_cond moves objects into a group of their own)
+        return list(self._added)
 
     def _group_of(self, obj_id):
         for g in self.groups:
@@ -245,6 +249,7 @@ class Sam2VideoState:
             g.obj_ids = [g.obj_ids[i] for i in keep]
         else:
             self.groups.remove(g)
+        self._added.remove(obj_id)
         self.removed_ids.add(obj_id)
 
     def nbytes(self) -> int:
@@ -310,14 +315,13 @@ class StreamingTracker:
                   add_all_frames_to_correct_as_cond: bool = False) -> Sam2VideoState:
         """A new empty stream; see :meth:`sam2_fast.Sam2.new_video_state` for the arguments.
         Raises ValueError for a bad argument."""
-        if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
-            raise ValueError(f"num_frames must be a positive int or None, got {num_frames!r}")
-        if not isinstance(max_cond_frames, int) or max_cond_frames < 1:
-            raise ValueError(f"max_cond_frames must be a positive int, got {max_cond_frames!r}")
-        if fill_hole_area < 0:
-            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
-        return Sam2VideoState(num_frames, max_cond_frames, int(fill_hole_area), non_overlap_masks,
-                              add_all_frames_to_correct_as_cond)
+        if num_frames is not None:
+            num_frames = check_count(num_frames, "num_frames (or None)", 1)
+        return Sam2VideoState(
+            num_frames, check_count(max_cond_frames, "max_cond_frames", 1),
+            check_count(fill_hole_area, "fill_hole_area"),
+            check_flag(non_overlap_masks, "non_overlap_masks"),
+            check_flag(add_all_frames_to_correct_as_cond, "add_all_frames_to_correct_as_cond"))
 
     # -- helpers --------------------------------------------------------------
     def _num_frames(self, state: Sam2VideoState) -> Optional[int]:
@@ -481,6 +485,7 @@ class StreamingTracker:
                                     object_score_logits=scores, maskmem_features=mem_f,
                                     maskmem_pos_enc=mem_p)
             state.groups.append(g)
+            state._added += new_ids
             for i, o in enumerate(new_ids):
                 results[o] = (filled[i:i + 1], scores[i:i + 1])
 
@@ -490,6 +495,11 @@ class StreamingTracker:
                 ) -> Sam2VideoFramePrediction:
         """Prune the bank, advance the stream, and assemble the frame's prediction."""
         t = state.frame_idx
+        if state.num_frames is not None and t == state.num_frames:
+            warnings.warn(f"the stream has passed num_frames={state.num_frames} (frame {t}); "
+                          "num_frames bounds the object-pointer window as the video's length "
+                          "would: give the real length, or None for an open-ended stream",
+                          stacklevel=4)
         self._prune(state, t)
         state.frame_idx = t + 1
         ids = state.obj_ids

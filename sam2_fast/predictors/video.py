@@ -69,6 +69,9 @@ class Sam2VideoPredictor:
         cuda_graphs: replay the image encoder and the steady-state tracking step as CUDA graphs
             (:mod:`sam2_fast.engine.graphs`); None = on when the model is on CUDA, False = off.
 
+    Raises (constructor): ValueError for a switch that is not True/False or a
+    ``fill_hole_area`` that is not an int >= 0.
+
     All methods run under ``torch.inference_mode``. Masks returned are float32 logits at the
     video resolution, (num_objects, 1, H, W), ``NO_OBJ_SCORE`` (-1024) where an object is
     predicted absent.
@@ -79,15 +82,17 @@ class Sam2VideoPredictor:
                  add_all_frames_to_correct_as_cond: bool = False,
                  memory_dtype: Optional[torch.dtype] = None, batch_objects: bool = True,
                  cuda_graphs: Optional[bool] = None) -> None:
-        if fill_hole_area < 0:
-            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        from sam2_fast.prompts import check_count, check_flag
+
+        self.fill_hole_area = check_count(fill_hole_area, "fill_hole_area")
+        self.non_overlap_masks = check_flag(non_overlap_masks, "non_overlap_masks")
+        self.clear_non_cond_mem_around_input = check_flag(clear_non_cond_mem_around_input,
+                                                          "clear_non_cond_mem_around_input")
+        self.add_all_frames_to_correct_as_cond = check_flag(add_all_frames_to_correct_as_cond,
+                                                            "add_all_frames_to_correct_as_cond")
+        self.batch_objects = check_flag(batch_objects, "batch_objects")
         self.model = model.eval()
-        self.fill_hole_area = int(fill_hole_area)
-        self.non_overlap_masks = non_overlap_masks
-        self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
-        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
         self.memory_dtype = memory_dtype
-        self.batch_objects = batch_objects
         self.core = TrackingCore(self.model, cuda_graphs)
 
     @classmethod
