@@ -560,13 +560,24 @@ def _staging(args, out_dir: Path) -> Staging:
     return staging
 
 
-def _check_out_dir(args, out_dir: Path) -> None:
-    """Refuse an existing non-empty --out without --overwrite before any work (also with --dry)."""
+def _check_out_dir(args, out_dir: Path, inputs: Sequence[Optional[str]] = ()) -> None:
+    """Refuse an existing non-empty --out without --overwrite before any work (also with --dry),
+    and an --overwrite that would delete one of the command's ``inputs`` (a video, an image or
+    the checkpoint inside --out: replacing --out removes everything in it)."""
     if out_dir.is_file():
         raise CliError(f"cannot write to output directory {out_dir}: it is a file")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not args.overwrite:
-        raise CliError(f"output directory {out_dir} exists and is not empty: pass --overwrite to "
-                       f"replace it, or choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not args.overwrite:
+            raise CliError(f"output directory {out_dir} exists and is not empty: pass --overwrite "
+                           f"to replace it, or choose another --out")
+        root = out_dir.resolve()
+        for p in inputs:
+            if p is None or not Path(p).exists():
+                continue
+            rp = Path(p).resolve()
+            if rp == root or root in rp.parents:
+                raise CliError(f"--overwrite would delete {p}: it is inside the output directory "
+                               f"{out_dir}, which is replaced; choose another --out")
 
 
 def _processing_range(n: int, start: int, max_frames: Optional[int], reverse: bool) -> Tuple[int, int]:
@@ -598,7 +609,7 @@ def cmd_video(args) -> int:
     prompts = [] if auto else group_video_prompts(args.point, args.box)
     backend = _backend(args)
     out_dir = Path(args.out)
-    _check_out_dir(args, out_dir)
+    _check_out_dir(args, out_dir, [args.video, args.checkpoint])
     ckpt = _resolve_checkpoint(args)
     if args.sample:
         from .samples import sample_video
@@ -890,7 +901,7 @@ def cmd_image(args) -> int:
         raise CliError("points can be combined with one --box only (several boxes = several objects)")
     backend = _backend(args)
     out_dir = Path(args.out)
-    _check_out_dir(args, out_dir)
+    _check_out_dir(args, out_dir, [args.image, args.checkpoint])
     path = Path(args.image)
     if path.is_dir():
         raise CliError(f"IMAGE {path} is a folder: `{PROG} image` takes one image file (for a folder "
@@ -1375,7 +1386,7 @@ def cmd_everything(args) -> int:
     check_generator_args(**kwargs)  # ValueError naming the argument, before anything is loaded
     backend = _backend(args)
     out_dir = Path(args.out)
-    _check_out_dir(args, out_dir)
+    _check_out_dir(args, out_dir, [args.image, args.checkpoint])
     ckpt = _resolve_checkpoint(args)
     path = Path(args.image)
     image, orientation = _read_rgb(path, apply_exif=not args.raw_orientation)

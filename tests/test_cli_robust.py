@@ -120,6 +120,36 @@ def test_existing_out_refused_then_replaced(ckpt, tmp_path, capsys, monkeypatch)
     assert _video(ckpt, tmp_path / "empty", "--max-frames", "1") == 0
 
 
+def test_overwrite_never_deletes_the_inputs(ckpt, tmp_path, capsys):
+    """--overwrite replaces --out as a whole: an input (image, video folder, checkpoint) inside
+    it is refused before anything runs, and stays."""
+    out = tmp_path / "w"
+    out.mkdir()
+    inner_ckpt = out / "tiny.pt"
+    shutil.copy(ckpt, inner_ckpt)
+    img = out / "img.png"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(img)
+    frames = out / "frames"
+    frames.mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(frames / "00000.jpg")
+    runs = [
+        (["everything", str(tmp_path / "w" / ".." / "w" / "img.png"), "--checkpoint", str(ckpt)], "img.png"),
+        (["image", str(img), "--checkpoint", str(ckpt), "--point", "10,10"], "img.png"),
+        (["image", str(tmp_path / "x.png"), "--checkpoint", str(inner_ckpt), "--point", "10,10"], "tiny.pt"),
+        (["video", str(frames), "--checkpoint", str(ckpt), "--point", "1:0:10,10"], "frames"),
+    ]
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    before = sorted(p.name for p in out.iterdir())
+    for argv, name in runs:
+        line = _one_error_line(capsys, main([*argv, "--out", str(out), "--overwrite", *SMALL]))
+        assert "--overwrite would delete" in line and name in line and "choose another --out" in line
+        assert sorted(p.name for p in out.iterdir()) == before
+    # an input outside --out: replaced as usual
+    assert main(["image", str(tmp_path / "x.png"), "--checkpoint", str(ckpt), "--point", "10,10",
+                 "--out", str(out), "--overwrite", *SMALL]) == 0
+    assert not inner_ckpt.exists() and (tmp_path / "x.png").exists()
+
+
 def test_out_permissions_are_normal(ckpt, tmp_path):
     """The staging folder (mkdtemp, mode 0700) becomes --out: it gets the usual permissions."""
     out = tmp_path / "out"
