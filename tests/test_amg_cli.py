@@ -111,6 +111,7 @@ def test_everything_bad_input(ckpt, tmp_path, capsys, monkeypatch):
                          (["--min-mask-region-area", "-1"], "min_mask_region_area"),
                          (["--pred-iou-thresh", "nan"], "pred_iou_thresh"),
                          (["--pred-iou-thresh", "1.5"], "pred_iou_thresh must be in [0, 1]"),
+                         (["--stability-score-offset", "-1"], "stability_score_offset must be >= 0"),
                          (["--bogus"], "unrecognized")):
         _assert_bad(capsys, base + extra, match, tmp_path)
     with monkeypatch.context() as m:  # the suite runs with the interpreter on, which would let it run

@@ -80,6 +80,11 @@ def test_rle_roundtrip_and_record(tmp_path):
     seg = back["objects"][1]["segmentation"]
     dec = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
     assert (dec.astype(bool) == m[1]).all()
+    # strict JSON: non-finite floats (an empty mask's 0 / 0 stability score) are written as null
+    save_json(tmp_path / "g.json", [{"stability_score": float("nan"), "s": [np.float64("inf"), 1.5]}])
+    text = (tmp_path / "g.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == [{"stability_score": None, "s": [None, 1.5]}]
 
 
 def test_overlay_colours_and_banner():

@@ -15,6 +15,7 @@ failure never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import json
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -205,13 +206,26 @@ def rle_frame_record(frame_idx: int, obj_ids: Sequence[int], masks: np.ndarray,
     return rec
 
 
+def _json_safe(obj):
+    """``obj`` with every non-finite float (NaN, +-inf) replaced by None: strict JSON has no
+    such numbers (an empty mask's stability score is 0 / 0, as in the official generator)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def save_json(path: PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON, atomically (temp file + rename). Raises OSError."""
+    """Write ``obj`` as indented, strict JSON (NaN / infinite floats become ``null``),
+    atomically (temp file + rename). Raises OSError."""
     path = Path(path)
     tmp = _tmp_path(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
+            json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
             f.write("\n")
         _commit(tmp, path)
     finally:

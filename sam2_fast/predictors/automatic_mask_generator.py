@@ -119,6 +119,9 @@ def check_generator_args(points_per_side: Optional[int] = 32, points_per_batch: 
     for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
         if not 0 <= out[name] <= 1:  # scores and IoUs lie in [0, 1]: outside, nothing or everything passes
             raise ValueError(f"{name} must be in [0, 1], got {out[name]!r}")
+    if out["stability_score_offset"] < 0:  # the score is IoU(logits > t + o, logits > t - o)
+        raise ValueError(f"stability_score_offset must be >= 0, got {stability_score_offset!r} "
+                         "(a negative offset makes the stability score exceed 1 or divide by 0)")
     out["crop_overlap_ratio"] = _finite("crop_overlap_ratio", crop_overlap_ratio)
     if not 0 <= out["crop_overlap_ratio"] < 1:
         raise ValueError(f"crop_overlap_ratio must be in [0, 1), got {crop_overlap_ratio!r}")
