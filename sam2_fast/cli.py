@@ -1468,6 +1468,8 @@ def _auto_video_args(args) -> Optional[Dict[str, object]]:
         low = text.strip().lower()
         if low in ("true", "false"):
             kwargs[key] = low == "true"
+        elif key in ("use_m2m", "multimask_output"):
+            raise CliError(f"--amg {spec!r}: {key} takes true or false")
         else:
             try:
                 kwargs[key] = int(text) if low.lstrip("+-").isdigit() else float(text)

@@ -379,13 +379,15 @@ def test_from_pretrained_offline_and_cached(tiny_model, tmp_path, monkeypatch):
         sam2_fast.SAM2AutomaticMaskGenerator.from_pretrained("facebook/sam2.1-hiera-tiny")
     with pytest.raises(ValueError, match="points_per_side"):  # checked before any download
         sam2_fast.SAM2AutomaticMaskGenerator.from_pretrained("facebook/sam2.1-hiera-tiny", points_per_side=0)
+    with pytest.raises(ValueError, match=r"unknown mask generator argument\(s\) \['points_per_sid'\]"):
+        sam2_fast.SAM2AutomaticMaskGenerator.from_pretrained("facebook/sam2.1-hiera-tiny", points_per_sid=8)
     with pytest.raises(hub.HubError, match="unknown model"):
         sam2_fast.SAM2AutomaticMaskGenerator.from_pretrained("facebook/sam3-hiera-huge")
     # a file already in the cache (random weights, official layout) is used as is
     torch.save({"model": tiny_model.state_dict()}, tmp_path / "sam2.1_hiera_tiny.pt")
     gen = sam2_fast.SAM2AutomaticMaskGenerator.from_pretrained(
         "facebook/sam2.1-hiera-tiny", device="cpu", image_size=128, backend="torch", points_per_side=3,
-        pred_iou_thresh=0.0, stability_score_thresh=0.0)
+        pred_iou_thresh=0.0, stability_score_thresh=0.0, mode="eval", apply_postprocessing=False)
     assert gen.model.config.name == "sam2.1_hiera_tiny" and gen.points_per_side == 3
     for k, v in tiny_model.state_dict().items():
         assert torch.equal(gen.model.state_dict()[k], v), k

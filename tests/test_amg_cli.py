@@ -167,6 +167,7 @@ def test_video_auto_bad_input(ckpt, tmp_path, capsys, monkeypatch):
                          (["--point", "1:0:10,10", "--max-objects", "2"], "go with --auto"),
                          (["--auto", "--amg", "points_per_side"], "KEY=VALUE"),
                          (["--auto", "--amg", "bogus=1"], "unknown generator argument"),
+                         (["--auto", "--amg", "use_m2m=1"], "use_m2m takes true or false"),
                          (["--auto", "--amg", "points_per_side=0"], "points_per_side"),
                          (["--auto", "--amg", "points_per_side=abc"], "not a number"),
                          (["--auto", "--max-objects", "300"], "at most 255"),

@@ -59,7 +59,8 @@ def check_generator_args(points_per_side: Optional[int] = 32, points_per_batch: 
                          crop_n_points_downscale_factor: int = 1,
                          point_grids: Optional[List[np.ndarray]] = None,
                          min_mask_region_area: float = 0, output_mode: str = "binary_mask",
-                         use_m2m: bool = False, multimask_output: bool = True) -> Dict[str, Any]:
+                         use_m2m: bool = False, multimask_output: bool = True,
+                         **unknown) -> Dict[str, Any]:
     """Validate the generator's arguments (all of :class:`Sam2AutomaticMaskGenerator`'s but the
     model) without a model, e.g. before a CLI loads one. Returns them normalized, with
     ``point_grids`` built from ``points_per_side`` when that is given.
@@ -68,8 +69,11 @@ def check_generator_args(points_per_side: Optional[int] = 32, points_per_batch: 
         ValueError: naming the argument: ``points_per_side`` not a positive integer (or giving
             no point in some crop layer), ``point_grids`` together with ``points_per_side`` or
             malformed, an unknown ``output_mode``, ``coco_rle`` without pycocotools,
-            ``min_mask_region_area > 0`` without OpenCV, any other value out of range.
+            ``min_mask_region_area > 0`` without OpenCV, any other value out of range, an
+            unknown argument.
     """
+    if unknown:
+        raise ValueError(f"unknown mask generator argument(s) {sorted(unknown)}")
     if points_per_side is not None and point_grids is not None:
         raise ValueError("give points_per_side or point_grids, not both (pass points_per_side=None "
                          "with point_grids)")
@@ -232,20 +236,21 @@ class Sam2AutomaticMaskGenerator:
                 registry name (``sam2.1_hiera_large``, see :mod:`sam2_fast.hub`); the official
                 file is downloaded once into the cache (``$SAM2_FAST_CACHE``).
             device, dtype, image_size, backend: as :func:`sam2_fast.build_sam2`.
-            **kwargs: the generator's arguments.
+            **kwargs: the generator's arguments, and the other builder arguments the official
+                ``from_pretrained`` passes on (``mode``, ``apply_postprocessing``, ...).
 
         Raises:
             HubError (a ValueError): unknown model id; offline with the file not cached (the
                 message says where to put it).
-            ValueError: a bad generator argument (checked before any download).
+            ValueError: a bad or unknown generator argument (checked before any download).
         """
-        from .. import hub
-        from ..build import build_sam2
+        from ..build import build_sam2_hf, split_build_kwargs
 
-        check_generator_args(**kwargs)
-        path = hub.fetch_checkpoint(model_id)
-        model = build_sam2(None, path, device=device, dtype=dtype, image_size=image_size, backend=backend)
-        return cls(model, **kwargs)
+        build_kw, own_kw = split_build_kwargs(kwargs)
+        check_generator_args(**own_kw)
+        model = build_sam2_hf(model_id, device=device, dtype=dtype, image_size=image_size,
+                              backend=backend, **build_kw)
+        return cls(model, **own_kw)
 
     @property
     def model(self) -> Sam2Model:
