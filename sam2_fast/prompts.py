@@ -315,6 +315,11 @@ def image_prompts(point_coords, point_labels, box, mask_input, *,
         return ImagePrompts(None, None, None, None, empty=True)
     if coords is not None and boxes is not None and coords.shape[0] != boxes.shape[0]:
         raise ValueError(f"{boxes.shape[0]} boxes but {coords.shape[0]} point batches; they must match")
+    n_prompts = coords.shape[0] if coords is not None else (boxes.shape[0] if boxes is not None else None)
+    if mi is not None and n_prompts is not None and mi.shape[0] != n_prompts:
+        what = "point batches" if coords is not None else "boxes"
+        raise ValueError(f"mask_input holds {mi.shape[0]} masks but there are {n_prompts} {what}; "
+                         "give one mask per prompt (B, 1, h, w)")
     return ImagePrompts(coords, labels, boxes, mi)
 
 

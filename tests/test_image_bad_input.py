@@ -40,9 +40,15 @@ def test_predict_before_set_image(predictor):
     ("image.jpg", "numpy array or a PIL"),
     (Image.new("L", (10, 10)), "mode 'RGB'"),
 ])
-def test_bad_images(predictor, bad, msg):
+def test_bad_images(predictor, image, bad, msg):
+    predictor.set_image(image)
     with pytest.raises(ValueError, match=msg):
         predictor.set_image(bad)
+    with pytest.raises(ValueError, match="set_image"):  # the previous image is forgotten
+        predictor.predict(point_coords=np.array([[1.0, 1.0]]), point_labels=np.array([1]))
+    with pytest.raises(ValueError, match="non-empty list"):
+        predictor.set_image_batch([])
+    assert not predictor._is_image_set
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -56,6 +62,11 @@ def test_bad_images(predictor, bad, msg):
     (dict(box=np.array([30.0, 10.0, 20.0, 40.0])), "x1 >= x0"),
     (dict(box=np.array([10.0, 10.0, 20.0])), r"box must be \(4,\)"),
     (dict(mask_input=np.zeros((1, 32, 32))), r"mask_input must be \(1, 16, 16\)"),
+    (dict(point_coords=np.array([[10.0, 10.0]]), point_labels=np.array([1]),
+          mask_input=np.ones((2, 1, 16, 16), np.float32)),
+     "mask_input holds 2 masks but there are 1 point batches"),
+    (dict(box=np.array([[1.0, 1.0, 20.0, 20.0], [5.0, 5.0, 30.0, 30.0]]),
+          mask_input=np.ones((3, 1, 16, 16), np.float32)), "3 masks but there are 2 boxes"),
 ])
 def test_bad_prompts(predictor, image, kw, msg):
     predictor.set_image(image)

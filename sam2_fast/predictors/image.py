@@ -147,19 +147,21 @@ class Sam2ImagePredictor:
             image: (H, W, 3) uint8 RGB ndarray or a PIL RGB image, any size (pixels).
 
         Raises:
-            ValueError: wrong type, rank, dtype or channel count.
+            ValueError: wrong type, rank, dtype or channel count (the previous image is
+                forgotten first, as in the official: ``predict`` then raises until an image is
+                set).
         """
-        arr = as_rgb_uint8(image, "image")
         self.reset_predictor()
+        arr = as_rgb_uint8(image, "image")
         self._embed([arr])
 
     def set_image_batch(self, image_list: List[np.ndarray]) -> None:
         """Compute the embeddings of several images (each (H_i, W_i, 3) uint8 RGB) for
         :meth:`predict_batch`. Raises ValueError for a non-list, an empty list or a bad image."""
+        self.reset_predictor()
         if not isinstance(image_list, (list, tuple)) or len(image_list) == 0:
             raise ValueError("image_list must be a non-empty list of (H, W, 3) uint8 arrays")
         arrs = [as_rgb_uint8(im, f"image_list[{i}]") for i, im in enumerate(image_list)]
-        self.reset_predictor()
         self._embed(arrs)
         self._is_batch = True
 
