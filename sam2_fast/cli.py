@@ -610,7 +610,6 @@ def cmd_video(args) -> int:
     backend = _backend(args)
     out_dir = Path(args.out)
     _check_out_dir(args, out_dir, [args.video, args.checkpoint])
-    ckpt = _resolve_checkpoint(args)
     if args.sample:
         from .samples import sample_video
 
@@ -638,6 +637,7 @@ def cmd_video(args) -> int:
             raise CliError(f"--overlay {overlay}: use a video file name ({', '.join(VIDEO_EXTENSIONS)})")
         inside = overlay.absolute().parent == out_dir.absolute() or out_dir.absolute() in overlay.absolute().parents
         _check_output_file(overlay, "--overlay", None if inside else args.overwrite)
+    ckpt = _resolve_checkpoint(args)  # after the input checks: --model may download
     cfg, info = _model_plan(args, ckpt)
 
     n_known = src.num_frames
@@ -1387,10 +1387,10 @@ def cmd_everything(args) -> int:
     backend = _backend(args)
     out_dir = Path(args.out)
     _check_out_dir(args, out_dir, [args.image, args.checkpoint])
-    ckpt = _resolve_checkpoint(args)
     path = Path(args.image)
     image, orientation = _read_rgb(path, apply_exif=not args.raw_orientation)
     h, w = image.shape[:2]
+    ckpt = _resolve_checkpoint(args)  # after the input checks: --model may download
     cfg, info = _model_plan(args, ckpt)
     if args.dry:
         from .predictors.amg import crop_boxes

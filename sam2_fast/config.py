@@ -182,6 +182,10 @@ def get_config(name: str, image_size: int | None = None) -> Sam2Config:
         prefix, short = key.split("_hiera_", 1)
         key = f"{prefix}_hiera_{_ALIASES.get(short, short)}"
     if key not in CONFIGS:
-        raise ValueError(f"unknown SAM 2 config {name!r}; known: {', '.join(CONFIGS)}")
+        hint = ""
+        if str(name).endswith((".pt", ".pth", ".safetensors")):
+            hint = (" (this looks like a checkpoint file: pass it as the checkpoint, e.g. "
+                    "build_sam2(checkpoint=...); the config is then read from it)")
+        raise ValueError(f"unknown SAM 2 config {name!r}; known: {', '.join(CONFIGS)}{hint}")
     cfg = CONFIGS[key]
     return cfg.with_image_size(image_size) if image_size is not None else cfg

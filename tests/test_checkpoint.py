@@ -113,8 +113,11 @@ def test_config_lookup_and_image_size():
     assert get_config("sam2.1_hiera_b+.yaml").name == "sam2.1_hiera_base_plus"
     assert get_config("configs/sam2/sam2_hiera_l.yaml").name == "sam2_hiera_large"
     assert get_config("sam2_hiera_small", 512).image_size == 512
-    with pytest.raises(ValueError, match="unknown SAM 2 config"):
+    with pytest.raises(ValueError, match="unknown SAM 2 config") as e:
         get_config("sam3_hiera_tiny")
+    assert "checkpoint" not in str(e.value)
+    with pytest.raises(ValueError, match=r"looks like a checkpoint file: .*build_sam2\(checkpoint=\.\.\.\)"):
+        get_config("weights/rt.pt")  # build_sam2("rt.pt") puts a checkpoint where the config goes
     for bad in (500, 0, -32, 1000):
         with pytest.raises(ValueError, match="multiple of 32"):
             get_config("sam2_hiera_tiny", bad)
