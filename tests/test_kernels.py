@@ -415,8 +415,12 @@ def test_rope_attention_tma_layout_rules(seed, monkeypatch):
         rope_attention(q, _noncontig(cached.shape, cached.dtype, 1), v, cos, sin, ptrs,
                        k_rotated=True, config=cfg, backend="triton")
     v_ok = v.contiguous()
+    # (b=1, h=1) ends the storage at column 31 of its last row, while (b=0, h=1) and (b=1, h=0)
+    # sit at column 32: a tile overhanging their rows would read past the allocation
+    crossed = torch.randn(480, device=DEVICE).as_strided((2, 2, 4, 32), (224, 32, 64, 1))
     for bad, match in [(v_ok[..., :1, :].expand(v.shape), "stride"),
-                       (v_ok.transpose(2, 3).contiguous().transpose(2, 3), "contiguous")]:
+                       (v_ok.transpose(2, 3).contiguous().transpose(2, 3), "contiguous"),
+                       (crossed, "past the last element's column")]:
         assert _flash.tma_problem(bad) and match in _flash.tma_problem(bad)
     q48, k48, v48, cos48, sin48, p48, _ = _rope_inputs((1, 1, 4, 4, 48, 1, 0, 0, 0),
                                                        torch.float16)

@@ -412,8 +412,10 @@ def tma_problem(x: torch.Tensor, name: str = "x") -> Optional[str]:
     holds for the layouts attention produces -- (B, heads, N, d) contiguous, and the transposed
     view of (B, N, heads, d) storage (``_separate_heads``) -- and for views with padding between
     objects. Conditions: d contiguous (stride 1), every head's d columns inside one row
-    (column + d <= pitch), the pitch and the base address 16-byte aligned (the tensor memory
-    accelerator's rule), offsets below 2**31.
+    (column + d <= pitch) and not to the right of the last element (whose row is the
+    descriptor's last: reads past it would leave the allocation; rows past it read as zeros),
+    the pitch and the base address 16-byte aligned (the tensor memory accelerator's rule),
+    offsets below 2**31.
     """
     B, Hh, N, d = x.shape
     sb, sh, sn, sd = x.stride()
@@ -426,6 +428,9 @@ def tma_problem(x: torch.Tensor, name: str = "x") -> Optional[str]:
     cols = {(b * sb + h * sh) % sn for b in range(B) for h in range(Hh)}
     if max(cols) + d > sn:
         return f"{name}: a head's {d} columns cross a row of the (tokens, {sn}) layout"
+    if max(cols) + d - 1 > _last_offset(x) % sn:
+        # a tile overhanging the last row would read past the tensor's last element
+        return f"{name}: a head's columns lie past the last element's column"
     if _last_offset(x) + sn >= 2**31:
         return f"{name}: too large for 32-bit descriptor offsets"
     return None
