@@ -262,12 +262,12 @@ class Sam2:
 
     def _track_auto(self, source, prompts, state, max_objects, mask_generator):
         from .predictors.automatic_mask_generator import Sam2AutomaticMaskGenerator
+        from .prompts import check_count
 
         if prompts != "auto":
             raise ValueError("max_objects / mask_generator go with prompts='auto', not with a dict of prompts")
-        if max_objects is not None and (isinstance(max_objects, bool) or not isinstance(max_objects, int)
-                                        or max_objects < 1):
-            raise ValueError(f"max_objects must be a positive integer or None, got {max_objects!r}")
+        if max_objects is not None:
+            max_objects = check_count(max_objects, "max_objects (or None)", 1)
         gen = mask_generator if mask_generator is not None else Sam2AutomaticMaskGenerator(self.model)
         if not isinstance(gen, Sam2AutomaticMaskGenerator) or gen.model is not self.model:
             raise ValueError("mask_generator must be a Sam2AutomaticMaskGenerator on this Sam2's model")

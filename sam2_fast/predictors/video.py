@@ -494,11 +494,10 @@ class Sam2VideoPredictor:
         if start_frame_idx is not None:
             start_frame_idx = self._check_frame_idx(inference_state, start_frame_idx,
                                                     "start_frame_idx")
-        if max_frame_num_to_track is not None and (
-                isinstance(max_frame_num_to_track, bool) or not isinstance(max_frame_num_to_track, (int, np.integer))
-                or max_frame_num_to_track < 0):
-            raise ValueError(f"max_frame_num_to_track must be an int >= 0 or None, got {max_frame_num_to_track!r}")
-        from sam2_fast.prompts import check_flag
+        from sam2_fast.prompts import check_count, check_flag
+
+        if max_frame_num_to_track is not None:
+            max_frame_num_to_track = check_count(max_frame_num_to_track, "max_frame_num_to_track")
 
         reverse = check_flag(reverse, "reverse")
         self.propagate_in_video_preflight(inference_state)
